@@ -1,0 +1,645 @@
+"""One actor per active conversation: membership, joined sockets, typing and ordered delivery.
+
+All methods run on the loop thread, one message at a time (``actors.runtime``). Methods
+that need the database start the I/O with ``run_io`` and answer through a ``LoopFuture``;
+nothing here awaits. Messages are numbered and stored in batches, one batch in flight at
+a time, and broadcast strictly in ``seq`` order once stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.principal import Principal
+from actors.runtime import LoopActor, LoopFuture
+from actors.subscriber import Subscriber
+from config import Settings
+from storage import Storage
+from storage.errors import PyMongoError
+from storage.reactions import summarize
+from web import protocol
+from web.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+MANAGER_ROLES = ("owner", "admin")
+
+
+@dataclasses.dataclass
+class ConversationState:
+    """What an actor is (re)built from: the stored conversation, its members and last seq."""
+
+    conversation: dict
+    members: dict[str, str]
+    last_seq: int
+
+
+async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> ConversationState | None:
+    conversation = await storage.conversations.get(tenant_id, conversation_id)
+    if conversation is None:
+        return None
+    participants = await storage.participants.list(tenant_id, conversation_id)
+    last_seq = await storage.messages.last_seq(tenant_id, conversation_id)
+    return ConversationState(conversation, {p["user_id"]: p["role"] for p in participants}, last_seq)
+
+
+def _storage_error(error: BaseException) -> ChatError:
+    if isinstance(error, ChatError):
+        return error
+    if isinstance(error, PyMongoError):
+        return StorageUnavailable()
+    return ChatError()
+
+
+class ConversationActor(LoopActor):
+    def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
+        super().__init__()
+        self._directory = directory
+        self._storage = storage
+        self._settings = settings
+        self._conversation = state.conversation
+        self.tenant_id: str = state.conversation["tenant_id"]
+        self.conversation_id: str = state.conversation["_id"]
+        self._members = dict(state.members)
+        self._last_seq = state.last_seq  # highest seq stored and broadcast
+        self._subscribers: dict[str, Subscriber] = {}
+        self._catching_up: dict[str, list[bytes]] = {}  # conn_id -> live events held during replay
+        self._typing: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
+        self._typing_tokens = itertools.count()
+        self._pending: list[PendingSend] = []
+        self._in_flight = False
+        self._reconcile_needed = False
+        self._busy = 0
+        self._idle_timer = None
+        self._idle_tokens = itertools.count()
+        self._settle_waiters: list[LoopFuture] = []
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.conversation_id)
+
+    def on_start(self) -> None:
+        self._maybe_idle()
+
+    def on_failure(self, exc_type, exc_value, traceback) -> None:
+        """Hand live sockets to a fresh actor rebuilt from storage; the state here is suspect."""
+        self._cancel_timers()
+        self._directory.restart_conversation(self.key, self.actor_ref, list(self._subscribers.values()))
+        for pending in self._pending:
+            if pending.reply is not None:
+                pending.reply.set_exception((ChatError, ChatError(), None))
+
+    def on_stop(self) -> None:
+        self._cancel_timers()
+
+    # --- access ------------------------------------------------------------------------
+
+    def _role(self, principal: Principal) -> str | None:
+        role = self._members.get(principal.user_id)
+        if role is None and principal.is_tenant_admin:
+            return "admin"
+        return role
+
+    def _require_role(self, principal: Principal) -> str:
+        """Outsiders see a missing conversation, never a forbidden one."""
+        role = self._role(principal)
+        if role is None:
+            raise NotFound("Conversation not found")
+        return role
+
+    def _require_manager(self, principal: Principal, what: str) -> str:
+        role = self._require_role(principal)
+        if role not in MANAGER_ROLES:
+            raise Forbidden(f"Only the owner or an admin can {what}")
+        return role
+
+    # --- sockets -------------------------------------------------------------------------
+
+    def join(self, conn: Subscriber, since_seq: int | None, request_id: Any = None) -> LoopFuture:
+        """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or duplicate."""
+        self._require_role(conn.principal)
+        upto = self._last_seq
+        joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
+        self._subscribers[conn.conn_id] = conn
+        self._cancel_idle()
+        if since_seq is None or since_seq >= upto:
+            conn.send(joined)
+            return self._answered(upto)
+        # Live events that arrive while the replay is read are held back, then flushed.
+        self._catching_up[conn.conn_id] = []
+        limit = self._settings.replay_limit
+
+        async def read_replay():
+            docs = await self._storage.messages.page(
+                self.tenant_id, self.conversation_id, after_seq=since_seq, before_seq=upto + 1, limit=limit + 1, newest_first=False
+            )
+            if len(docs) > limit:
+                return None
+            reactions = await self._storage.reactions.of_messages(self.tenant_id, [doc["_id"] for doc in docs])
+            return docs, summarize(reactions)
+
+        def replay_failed(error: BaseException) -> None:
+            self._catching_up.pop(conn.conn_id, None)
+            self._subscribers.pop(conn.conn_id, None)
+
+        def replay(result, error) -> int:
+            held = self._catching_up.pop(conn.conn_id, None)
+            if held is None or conn.conn_id not in self._subscribers:
+                return upto
+            conn.send(joined)
+            if result is None:
+                conn.send(
+                    protocol.event(
+                        "resync_required",
+                        conversation_id=self.conversation_id,
+                        last_seq=upto,
+                        reason=f"more than {limit} messages missed; load history over REST up to last_seq",
+                    )
+                )
+            else:
+                docs, reactions = result
+                for doc in docs:
+                    conn.send(protocol.event("new_message", message=protocol.message_object(doc, reactions.get(doc["_id"]))))
+            for data in held:
+                conn.send(data)
+            return upto
+
+        return self._io(read_replay(), replay, on_error=replay_failed)
+
+    def leave(self, conn: Subscriber, request_id: Any = None) -> None:
+        self._unsubscribe(conn)
+        conn.send(protocol.event("conversation_left", request_id, conversation_id=self.conversation_id))
+
+    def drop(self, conn: Subscriber) -> None:
+        """The socket closed: forget it and anything it was doing here."""
+        self._unsubscribe(conn)
+
+    def _unsubscribe(self, conn: Subscriber) -> None:
+        self._subscribers.pop(conn.conn_id, None)
+        self._catching_up.pop(conn.conn_id, None)
+        user_id = conn.principal.user_id
+        if not any(c.principal.user_id == user_id for c in self._subscribers.values()):
+            self._set_typing(user_id, False)
+        self._maybe_idle()
+
+    def _publish(self, kind: str, origin: Subscriber | None = None, request_id: Any = None, **payload: Any) -> None:
+        """Broadcast an event; the socket that asked gets its own copy, with its ``request_id``,
+        whether or not it joined the conversation."""
+        data = protocol.event(kind, **payload)
+        if origin is None:
+            self._broadcast(data)
+            return
+        self._broadcast(data, skip_conn=origin.conn_id)
+        origin.send(protocol.event(kind, request_id, **payload))
+
+    def _broadcast(self, data: bytes, *, exclude_user: str | None = None, skip_conn: str | None = None) -> None:
+        """Write one encoded event to every joined socket, in one pass."""
+        for conn_id, conn in self._subscribers.items():
+            if conn_id == skip_conn or (exclude_user is not None and conn.principal.user_id == exclude_user):
+                continue
+            held = self._catching_up.get(conn_id)
+            if held is not None:
+                held.append(data)
+            else:
+                conn.send(data)
+
+    # --- messages ------------------------------------------------------------------------
+
+    def send(self, principal: Principal, body: dict, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        """Queue a message; the answer (the stored message object) comes once it is stored."""
+        role = self._require_role(principal)
+        if self._conversation["type"] == "channel" and role not in MANAGER_ROLES:
+            raise Forbidden("Only the owner and admins post in a channel")
+        doc = self._storage.messages.build(
+            self.tenant_id,
+            self.conversation_id,
+            principal.user_id,
+            content=body["content"],
+            message_type=body.get("message_type", "text"),
+            metadata=body.get("metadata"),
+            client_msg_id=body.get("client_msg_id"),
+            reply_to=body.get("reply_to"),
+        )
+        reply = LoopFuture()
+        self._enqueue(PendingSend(doc, reply, origin, request_id))
+        self._set_typing(principal.user_id, False)
+        return reply
+
+    def _post_system(self, principal: Principal, content: str, **metadata: Any) -> None:
+        doc = self._storage.messages.build(
+            self.tenant_id,
+            self.conversation_id,
+            principal.user_id,
+            content=content,
+            message_type="system",
+            metadata={"by": principal.user_id, **metadata},
+        )
+        self._enqueue(PendingSend(doc, None, None))
+
+    def _enqueue(self, pending: PendingSend) -> None:
+        self._pending.append(pending)
+        self._cancel_idle()
+        self._store_next()
+
+    def settled(self) -> LoopFuture:
+        """Answered once nothing is queued or being stored (used by an orderly shutdown)."""
+        waiter = LoopFuture()
+        if self._in_flight or self._pending:
+            self._settle_waiters.append(waiter)
+        else:
+            waiter.set(True)
+        return waiter
+
+    def _store_next(self) -> None:
+        if self._in_flight or not (self._pending or self._reconcile_needed):
+            waiters, self._settle_waiters = self._settle_waiters, []
+            for waiter in waiters:
+                waiter.set(True)
+            self._maybe_idle()
+            return
+        self._in_flight = True
+        if self._reconcile_needed:
+            self.run_io(self._storage_catch_up(), self._caught_up)
+            return
+        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+        self.run_io(
+            store_batch(self._storage, self.tenant_id, self.conversation_id, batch, self._last_seq + 1),
+            lambda outcome, error: self._stored(batch, outcome, error),
+        )
+
+    def _stored(self, batch: list[PendingSend], outcome: BatchOutcome | None, error: BaseException | None) -> None:
+        self._in_flight = False
+        if error is not None:  # a bug in store_batch: refuse the batch, keep the actor
+            logger.error("storing a batch failed", exc_info=(type(error), error, error.__traceback__))
+            outcome = BatchOutcome(failed=[(pending, _storage_error(error)) for pending in batch], uncertain=True)
+        for pending, doc in outcome.stored:
+            self._last_seq = doc["seq"]
+            self._deliver(pending, doc)
+        for pending, doc in outcome.duplicates:
+            message = protocol.message_object(doc)
+            if pending.origin is not None:
+                pending.origin.send(protocol.event("new_message", pending.request_id, message=message))
+            if pending.reply is not None:
+                pending.reply.set(message)
+        for pending, failure in outcome.failed:
+            if pending.reply is not None:
+                pending.reply.set_exception((type(failure), failure, None))
+        if outcome.stored:
+            last = outcome.stored[-1][1]
+            self.run_io(self._storage.conversations.touch(self.tenant_id, self.conversation_id, last["created_at"]), _log_io_error)
+        self._reconcile_needed = self._reconcile_needed or outcome.uncertain
+        self._store_next()
+
+    def _deliver(self, pending: PendingSend, doc: dict) -> None:
+        message = protocol.message_object(doc)
+        self._publish("new_message", pending.origin, pending.request_id, message=message)
+        if pending.reply is not None:
+            pending.reply.set(message)
+
+    def _storage_catch_up(self) -> Awaitable[list[dict]]:
+        """After an uncertain write: what reached the database beyond our last seq."""
+        return self._storage.messages.page(
+            self.tenant_id, self.conversation_id, after_seq=self._last_seq, limit=0, newest_first=False
+        )
+
+    def _caught_up(self, docs: list[dict] | None, error: BaseException | None) -> None:
+        self._in_flight = False
+        if error is not None:
+            logger.warning("still cannot read %s after a failed write: %s", self.conversation_id, error)
+            for pending in self._pending:
+                if pending.reply is not None:
+                    pending.reply.set_exception((StorageUnavailable, StorageUnavailable(), None))
+            self._pending = []
+            self._maybe_idle()
+            return
+        self._reconcile_needed = False
+        for doc in docs:
+            self._last_seq = doc["seq"]
+            self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
+        self._store_next()
+
+    def edit(self, principal: Principal, message_id: str, content: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        self._require_role(principal)
+
+        async def work():
+            doc = await self._message_here(message_id)
+            if doc["message_type"] == "system" or doc["sender_id"] != principal.user_id:
+                raise Forbidden("Only the sender can edit a message")
+            if doc["is_deleted"]:
+                raise Conflict("The message was deleted")
+            if doc["message_type"] == "text" and not content.strip():
+                raise InvalidMessage("Invalid fields", {"content": ["Must not be empty."]})
+            updated = await self._storage.messages.edit(self.tenant_id, message_id, content)
+            if updated is None:
+                raise Conflict("The message was deleted")
+            return await self._with_reactions(updated)
+
+        def edited(message, error):
+            self._publish("message_updated", origin, request_id, message=message)
+            return message
+
+        return self._io(work(), edited)
+
+    def delete(self, principal: Principal, message_id: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        role = self._require_role(principal)
+
+        async def work():
+            doc = await self._message_here(message_id)
+            if doc["sender_id"] != principal.user_id and role not in MANAGER_ROLES:
+                raise Forbidden("Only the sender, the owner or an admin can delete a message")
+            if doc["is_deleted"]:
+                return protocol.message_object(doc)
+            updated = await self._storage.messages.tombstone(self.tenant_id, message_id)
+            return protocol.message_object(updated)
+
+        def deleted(message, error):
+            self._publish("message_deleted", origin, request_id, message_id=message["id"], conversation_id=self.conversation_id)
+            return message
+
+        return self._io(work(), deleted)
+
+    async def _message_here(self, message_id: str) -> dict:
+        doc = await self._storage.messages.get(self.tenant_id, message_id)
+        if doc is None or doc["conversation_id"] != self.conversation_id:
+            raise NotFound("Message not found")
+        return doc
+
+    async def _with_reactions(self, doc: dict) -> dict:
+        reactions = await self._storage.reactions.of_messages(self.tenant_id, [doc["_id"]])
+        return protocol.message_object(doc, summarize(reactions).get(doc["_id"]))
+
+    # --- reactions, typing, receipts -----------------------------------------------------
+
+    def react(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        self._require_role(principal)
+
+        async def work():
+            doc = await self._message_here(message_id)
+            if doc["is_deleted"]:
+                raise Conflict("The message was deleted")
+            return await self._storage.reactions.add(self.tenant_id, self.conversation_id, message_id, principal.user_id, emoji)
+
+        def added(result, error):
+            reaction, is_new = result
+            obj = protocol.reaction_object(reaction)
+            if is_new:
+                self._publish("reaction_added", origin, request_id, reaction=obj)
+            elif origin is not None:
+                origin.send(protocol.event("reaction_added", request_id, reaction=obj))
+            return obj, is_new
+
+        return self._io(work(), added)
+
+    def unreact(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        self._require_role(principal)
+
+        async def work():
+            await self._message_here(message_id)
+            return await self._storage.reactions.remove(self.tenant_id, message_id, principal.user_id, emoji)
+
+        def removed(was_there, error):
+            if not was_there:
+                raise NotFound("No such reaction")
+            self._publish(
+                "reaction_removed",
+                origin,
+                request_id,
+                message_id=message_id,
+                conversation_id=self.conversation_id,
+                user_id=principal.user_id,
+                emoji=emoji,
+            )
+            return True
+
+        return self._io(work(), removed)
+
+    def typing(self, principal: Principal, is_typing: bool) -> None:
+        self._require_role(principal)
+        if is_typing and self._conversation["type"] == "channel" and self._role(principal) not in MANAGER_ROLES:
+            raise Forbidden("Only the owner and admins post in a channel")
+        self._set_typing(principal.user_id, is_typing)
+
+    def _set_typing(self, user_id: str, is_typing: bool) -> None:
+        """Announce changes only; a refresh just pushes the server-side expiry back."""
+        previous = self._typing.pop(user_id, None)
+        if previous is not None:
+            previous[1].cancel()
+        if is_typing:
+            token = next(self._typing_tokens)
+            timer = self.call_later(self._settings.typing_ttl_secs, lambda: self._typing_expired(user_id, token))
+            self._typing[user_id] = (token, timer)
+        if (previous is not None) != is_typing:
+            self._broadcast(
+                protocol.event("typing_indicator", conversation_id=self.conversation_id, user_id=user_id, is_typing=is_typing),
+                exclude_user=user_id,
+            )
+            self._maybe_idle()
+
+    def _typing_expired(self, user_id: str, token: int) -> None:
+        current = self._typing.get(user_id)
+        if current is not None and current[0] == token:
+            self._set_typing(user_id, False)
+
+    def mark_read(self, principal: Principal, message_id: str | None, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        if principal.user_id not in self._members:
+            raise NotFound("Conversation not found")
+        last_seq = self._last_seq
+
+        async def work():
+            if message_id is None:
+                seq = last_seq
+                last = await self._storage.messages.page(
+                    self.tenant_id, self.conversation_id, before_seq=seq + 1, limit=1, newest_first=True
+                )
+                target_id = last[0]["_id"] if last else None
+            else:
+                doc = await self._message_here(message_id)
+                seq, target_id = doc["seq"], doc["_id"]
+            return await self._storage.participants.mark_read(
+                self.tenant_id, self.conversation_id, principal.user_id, seq, target_id
+            )
+
+        def marked(participant, error):
+            if participant is None:
+                raise NotFound("Conversation not found")
+            receipt = protocol.read_receipt_fields(participant)
+            self._publish("read_receipt", origin, request_id, **receipt)
+            return receipt
+
+        return self._io(work(), marked)
+
+    # --- membership and details (REST) -----------------------------------------------------
+
+    def add_participant(self, principal: Principal, user_id: str, role: str) -> LoopFuture:
+        self._require_manager(principal, "add participants")
+        if self._conversation["type"] == "direct":
+            raise Forbidden("A direct conversation has exactly two participants")
+
+        def added(result, error):
+            participant, is_new = result
+            if is_new:
+                self._members[user_id] = participant["role"]
+                self._post_system(principal, f"{principal.user_id} added {user_id}", event="participant_added", user_id=user_id)
+            return participant, is_new
+
+        return self._io(self._storage.participants.add(self.tenant_id, self.conversation_id, user_id, role), added)
+
+    def remove_participant(self, principal: Principal, user_id: str) -> LoopFuture:
+        leaving = user_id == principal.user_id
+        if leaving:
+            if user_id not in self._members:
+                raise NotFound("Conversation not found")
+        else:
+            actor_role = self._require_manager(principal, "remove participants")
+            target_role = self._members.get(user_id)
+            if target_role is None:
+                raise NotFound("Participant not found")
+            if target_role == "owner" or (target_role == "admin" and actor_role != "owner" and not principal.is_tenant_admin):
+                raise Forbidden("Only the owner can remove an admin; the owner cannot be removed")
+        if self._conversation["type"] == "direct":
+            raise Forbidden("A direct conversation has exactly two participants")
+
+        def removed(was_there, error):
+            if not was_there:
+                raise NotFound("Participant not found")
+            self._members.pop(user_id, None)
+            kind = "participant_left" if leaving else "participant_removed"
+            text = f"{user_id} left" if leaving else f"{principal.user_id} removed {user_id}"
+            self._post_system(principal, text, event=kind, user_id=user_id)
+            for conn in [c for c in self._subscribers.values() if c.principal.user_id == user_id]:
+                self.leave(conn)
+            return True
+
+        return self._io(self._storage.participants.remove(self.tenant_id, self.conversation_id, user_id), removed)
+
+    def update_details(self, principal: Principal, changes: dict) -> LoopFuture:
+        self._require_manager(principal, "change the conversation")
+        old_title = self._conversation.get("title")
+
+        def updated(conversation, error):
+            if conversation is None:
+                raise NotFound("Conversation not found")
+            self._conversation = conversation
+            if conversation.get("title") != old_title:
+                self._post_system(
+                    principal,
+                    f"{principal.user_id} changed the title to {conversation.get('title')!r}",
+                    event="title_changed",
+                    title=conversation.get("title"),
+                )
+            self._broadcast(protocol.event("conversation_updated", conversation=protocol.conversation_object(conversation)))
+            return conversation
+
+        return self._io(self._storage.conversations.update(self.tenant_id, self.conversation_id, changes), updated)
+
+    def delete_conversation(self, principal: Principal) -> LoopFuture:
+        role = self._require_role(principal)
+        if role != "owner" and not principal.is_tenant_admin:
+            raise Forbidden("Only the owner can delete a conversation")
+        tenant_id, conversation_id = self.tenant_id, self.conversation_id
+
+        async def work():
+            await self._storage.conversations.delete(tenant_id, conversation_id)
+            await self._storage.participants.remove_all(tenant_id, conversation_id)
+            await self._storage.messages.delete_conversation(tenant_id, conversation_id)
+            await self._storage.reactions.delete_conversation(tenant_id, conversation_id)
+
+        def deleted(result, error):
+            self._broadcast(protocol.event("conversation_deleted", conversation_id=conversation_id))
+            self._subscribers.clear()
+            self._retire()
+            return True
+
+        return self._io(work(), deleted)
+
+    def snapshot(self) -> dict:
+        """Live figures for tests and diagnostics."""
+        return {
+            "subscribers": len(self._subscribers),
+            "typing": sorted(self._typing),
+            "last_seq": self._last_seq,
+            "members": dict(self._members),
+        }
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _io(
+        self,
+        awaitable: Awaitable[Any],
+        then: Callable[[Any, BaseException | None], Any],
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> LoopFuture:
+        """Run I/O, then ``then(result, None)`` as a message; its return value (or error) is the answer.
+
+        A failed I/O skips ``then``: ``on_error`` undoes what the call had already changed.
+        """
+        reply = LoopFuture()
+        self._busy += 1
+        self._cancel_idle()
+
+        def done(result, error):
+            self._busy -= 1
+            try:
+                if error is not None:
+                    if on_error is not None:
+                        on_error(error)
+                    raise _storage_error(error)
+                reply.set(then(result, None))
+            except ChatError:
+                reply.set_exception()
+            except Exception:
+                logger.exception("failed in %s", self)
+                reply.set_exception((ChatError, ChatError(), None))
+            finally:
+                self._maybe_idle()
+
+        self.run_io(awaitable, done)
+        return reply
+
+    @staticmethod
+    def _answered(value: Any) -> LoopFuture:
+        reply = LoopFuture()
+        reply.set(value)
+        return reply
+
+    def _maybe_idle(self) -> None:
+        if self._subscribers or self._pending or self._in_flight or self._busy or self._typing:
+            return
+        if self._idle_timer is None and not self.actor_stopped.is_set():
+            token = next(self._idle_tokens)
+            self._idle_token = token
+            self._idle_timer = self.call_later(self._settings.actor_idle_secs, lambda: self._idle_expired(token))
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self, token: int) -> None:
+        if token != getattr(self, "_idle_token", None) or self._idle_timer is None:
+            return
+        self._idle_timer = None
+        if self._subscribers or self._pending or self._in_flight or self._busy or self._typing:
+            return
+        self._retire()
+
+    def _retire(self) -> None:
+        self._directory.forget_conversation(self.key, self.actor_ref)
+        self._stop()
+
+    def _cancel_timers(self) -> None:
+        self._cancel_idle()
+        for _, timer in self._typing.values():
+            timer.cancel()
+        self._typing.clear()
+
+
+def _log_io_error(result, error) -> None:
+    if error is not None:
+        logger.warning("background write failed: %s", error)

@@ -1,0 +1,115 @@
+"""The storage side of ordered delivery: deduplicate, number and insert one batch of messages.
+
+Runs as a coroutine started by a ``ConversationActor``; it touches no actor state.
+Everything it decides comes back as a ``BatchOutcome`` that the actor applies as a
+message, so seq numbers and broadcasts stay under the actor's single-threaded control.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from pymongo.errors import BulkWriteError
+
+from storage import Storage
+from storage.clock import utcnow
+from storage.errors import PyMongoError
+from web.errors import ChatError, NotFound, StorageUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PendingSend:
+    """A message waiting for its seq; ``reply`` is settled once it is stored (or refused)."""
+
+    doc: dict
+    reply: object | None
+    origin: object | None
+    request_id: object = None
+
+
+@dataclasses.dataclass
+class BatchOutcome:
+    stored: list[tuple[PendingSend, dict]] = dataclasses.field(default_factory=list)
+    duplicates: list[tuple[PendingSend, dict]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[PendingSend, ChatError]] = dataclasses.field(default_factory=list)
+    # The write may have reached the database even though it reported an error; the
+    # actor must re-read the last seq before numbering anything else.
+    uncertain: bool = False
+
+
+async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, batch: list[PendingSend], next_seq: int) -> BatchOutcome:
+    outcome = BatchOutcome()
+    try:
+        existing = await _existing_by_client_id(storage, tenant_id, conversation_id, batch)
+        known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
+    except PyMongoError as error:
+        logger.warning("storage unavailable before insert in %s: %s", conversation_id, error)
+        outcome.failed = [(pending, StorageUnavailable()) for pending in batch]
+        return outcome
+
+    to_insert: list[PendingSend] = []
+    first_in_batch: dict[tuple[str, str], PendingSend] = {}
+    followers: list[tuple[PendingSend, PendingSend]] = []
+    for pending in batch:
+        doc = pending.doc
+        key = (doc["sender_id"], doc["dedupe_key"])
+        if key in existing:
+            outcome.duplicates.append((pending, existing[key]))
+        elif key in first_in_batch:
+            followers.append((pending, first_in_batch[key]))
+        elif doc["reply_to"] is not None and doc["reply_to"] not in known_replies:
+            outcome.failed.append((pending, NotFound("reply_to is not a message of this conversation", {"reply_to": ["Not found."]})))
+        else:
+            first_in_batch[key] = pending
+            doc["seq"] = next_seq
+            doc["created_at"] = utcnow()
+            next_seq += 1
+            to_insert.append(pending)
+
+    inserted = len(to_insert)
+    if to_insert:
+        try:
+            await storage.messages.insert_ordered([pending.doc for pending in to_insert])
+        except BulkWriteError as error:
+            inserted = error.details.get("nInserted", 0)
+            logger.warning("insert stopped after %d of %d in %s: %s", inserted, len(to_insert), conversation_id, error.details.get("writeErrors", [])[:1])
+            outcome.uncertain = True
+        except PyMongoError as error:
+            logger.warning("insert failed in %s: %s", conversation_id, error)
+            inserted = 0
+            outcome.uncertain = True
+    stored_ids = set()
+    for pending in to_insert[:inserted]:
+        outcome.stored.append((pending, pending.doc))
+        stored_ids.add(id(pending))
+    for pending in to_insert[inserted:]:
+        pending.doc["seq"] = pending.doc["created_at"] = None
+        outcome.failed.append((pending, StorageUnavailable()))
+    for pending, leader in followers:
+        if id(leader) in stored_ids:
+            outcome.duplicates.append((pending, leader.doc))
+        else:
+            outcome.failed.append((pending, StorageUnavailable()))
+    return outcome
+
+
+async def _existing_by_client_id(storage, tenant_id, conversation_id, batch) -> dict[tuple[str, str], dict]:
+    wanted: dict[str, list[str]] = {}
+    for pending in batch:
+        if pending.doc["client_msg_id"] is not None:
+            wanted.setdefault(pending.doc["sender_id"], []).append(pending.doc["dedupe_key"])
+    found = {}
+    for sender_id, keys in wanted.items():
+        for doc in await storage.messages.by_client_ids(tenant_id, conversation_id, sender_id, keys):
+            found[(sender_id, doc["dedupe_key"])] = doc
+    return found
+
+
+async def _known_reply_targets(storage, tenant_id, conversation_id, batch) -> set[str]:
+    targets = {pending.doc["reply_to"] for pending in batch if pending.doc["reply_to"] is not None}
+    if not targets:
+        return set()
+    return await storage.messages.existing_ids(tenant_id, conversation_id, list(targets))

@@ -1,0 +1,177 @@
+"""One actor per tenant: the tenant's live connections and its users' presence.
+
+Presence merges a user's connections: online while any is open, offline only after
+``presence_grace_secs`` with none, so a reconnect does not flap it. Every change is
+persisted (for REST readers) and announced to the tenant's connected users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+from typing import Any
+
+from actors.principal import Principal
+from actors.runtime import LoopActor
+from actors.subscriber import Subscriber
+from config import Settings
+from storage import Storage
+from storage.clock import utcnow
+from web import protocol
+from web.errors import TooManyConnections
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Presence:
+    status: str = "offline"
+    current_conversation_id: str | None = None
+    last_seen: Any = None
+
+    def as_fields(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class TenantActor(LoopActor):
+    def __init__(self, directory, storage: Storage, settings: Settings, tenant_id: str) -> None:
+        super().__init__()
+        self._directory = directory
+        self._storage = storage
+        self._settings = settings
+        self.tenant_id = tenant_id
+        self._connections: dict[str, dict[str, Subscriber]] = {}
+        self._presence: dict[str, Presence] = {}
+        self._grace: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
+        self._idle_timer = None
+        self._tokens = itertools.count()
+        self._idle_token = None
+
+    def on_start(self) -> None:
+        self._maybe_idle()
+
+    def on_stop(self) -> None:
+        self._cancel_idle()
+        for _, timer in self._grace.values():
+            timer.cancel()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def connect(self, conn: Subscriber) -> dict:
+        """Register a socket; the user is online from now (unless they chose another status)."""
+        user_id = conn.principal.user_id
+        conns = self._connections.setdefault(user_id, {})
+        if len(conns) >= self._settings.max_connections_per_user:
+            if not conns:
+                del self._connections[user_id]
+            raise TooManyConnections()
+        conns[conn.conn_id] = conn
+        self._cancel_idle()
+        grace = self._grace.pop(user_id, None)
+        if grace is not None:
+            grace[1].cancel()
+        presence = self._presence.setdefault(user_id, Presence())
+        presence.last_seen = utcnow()
+        if presence.status == "offline":
+            presence.status = "online"
+            self._announce(user_id)
+        return self._presence_object(user_id)
+
+    def disconnect(self, conn: Subscriber) -> None:
+        user_id = conn.principal.user_id
+        conns = self._connections.get(user_id)
+        if not conns or conns.pop(conn.conn_id, None) is None:
+            return
+        if conns:
+            return
+        del self._connections[user_id]
+        self._presence[user_id].last_seen = utcnow()
+        token = next(self._tokens)
+        timer = self.call_later(self._settings.presence_grace_secs, lambda: self._grace_over(user_id, token))
+        self._grace[user_id] = (token, timer)
+
+    def _grace_over(self, user_id: str, token: int) -> None:
+        grace = self._grace.get(user_id)
+        if grace is None or grace[0] != token or user_id in self._connections:
+            return
+        del self._grace[user_id]
+        presence = self._presence.pop(user_id, Presence())
+        presence.status = "offline"
+        presence.last_seen = utcnow()
+        self._announce(user_id, presence)
+        self._maybe_idle()
+
+    # --- presence ------------------------------------------------------------------------
+
+    def set_status(self, principal: Principal, status: str, origin: Subscriber | None = None, request_id: Any = None) -> dict:
+        """A user's chosen status; with no open socket it is stored and announced all the same."""
+        user_id = principal.user_id
+        presence = self._presence.get(user_id)
+        if presence is None or user_id not in self._connections:
+            presence = Presence(status=status, last_seen=utcnow())
+        presence.status = status
+        presence.last_seen = utcnow()
+        self._announce(user_id, presence, origin, request_id)
+        return protocol.presence_object(user_id, **presence.as_fields())
+
+    def set_current_conversation(self, user_id: str, conversation_id: str) -> None:
+        presence = self._presence.get(user_id)
+        if presence is not None:
+            presence.current_conversation_id = conversation_id
+            self._persist(user_id, presence)
+
+    def live_presence(self, user_ids: list[str] | None = None) -> dict[str, dict]:
+        """Presence of users with a live socket or in their grace period."""
+        wanted = self._presence if user_ids is None else [u for u in user_ids if u in self._presence]
+        return {user_id: self._presence_object(user_id) for user_id in wanted}
+
+    def connection_count(self) -> int:
+        return sum(len(conns) for conns in self._connections.values())
+
+    def _presence_object(self, user_id: str) -> dict:
+        return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
+
+    def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
+        """Tell every connected user of the tenant; the asking socket gets its ``request_id``."""
+        presence = presence or self._presence[user_id]
+        self._persist(user_id, presence)
+        payload = protocol.presence_object(user_id, **presence.as_fields())
+        data = protocol.event("presence_update", **payload)
+        for conns in self._connections.values():
+            for conn in conns.values():
+                if origin is None or conn.conn_id != origin.conn_id:
+                    conn.send(data)
+        if origin is not None:
+            origin.send(protocol.event("presence_update", request_id, **payload))
+
+    def _persist(self, user_id: str, presence: Presence) -> None:
+        self.run_io(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), _log_failure)
+
+    # --- lifetime --------------------------------------------------------------------------
+
+    def _maybe_idle(self) -> None:
+        if self._connections or self._grace or self._idle_timer is not None or self.actor_stopped.is_set():
+            return
+        token = next(self._tokens)
+        self._idle_token = token
+        self._idle_timer = self.call_later(self._settings.actor_idle_secs, lambda: self._idle_expired(token))
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self, token: int) -> None:
+        if token != self._idle_token or self._idle_timer is None:
+            return
+        self._idle_timer = None
+        if self._connections or self._grace:
+            return
+        self._directory.forget_tenant(self.tenant_id, self.actor_ref)
+        self._stop()
+
+
+def _log_failure(result, error) -> None:
+    if error is not None:
+        logger.warning("presence not saved: %s", error)

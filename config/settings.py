@@ -1,0 +1,115 @@
+"""Every setting the server reads, with its environment variable and default.
+
+Units are in the names (``_SECS``, ``_BYTES``) so that no caller has to guess them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+DEV_JWT_SECRET = "dev-secret-change-me"
+
+
+class ConfigError(ValueError):
+    """A setting's value cannot be used; the message names the variable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    port: int = 9090
+    host: str = "0.0.0.0"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    mongodb_uri: str | None = None
+    mongodb_db: str = "chat"
+    allowed_origins: tuple[str, ...] = ()
+    heartbeat_interval_secs: float = 25.0
+    heartbeat_timeout_secs: float = 20.0
+    max_content_chars: int = 4000
+    max_frame_bytes: int = 64 * 1024
+    max_metadata_bytes: int = 4096
+    rate_limit_per_sec: float = 10.0
+    rate_limit_burst: int = 20
+    flood_close_after: int = 50
+    max_connections_per_user: int = 20
+    outbound_buffer_bytes: int = 1024 * 1024
+    typing_ttl_secs: float = 8.0
+    presence_grace_secs: float = 5.0
+    actor_idle_secs: float = 30.0
+    replay_limit: int = 1000
+    upload_max_bytes: int = 10 * 1024 * 1024
+    shutdown_timeout_secs: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.mongodb_uri
+
+
+_ENV_NAMES = {
+    "port": "PORT",
+    "host": "HOST",
+    "jwt_secret": "JWT_SECRET",
+    "jwt_algorithm": "JWT_ALGORITHM",
+    "mongodb_uri": "MONGODB_URI",
+    "mongodb_db": "MONGODB_DB",
+    "allowed_origins": "ALLOWED_ORIGINS",
+    "heartbeat_interval_secs": "HEARTBEAT_INTERVAL_SECS",
+    "heartbeat_timeout_secs": "HEARTBEAT_TIMEOUT_SECS",
+    "max_content_chars": "MAX_CONTENT_CHARS",
+    "max_frame_bytes": "MAX_FRAME_BYTES",
+    "max_metadata_bytes": "MAX_METADATA_BYTES",
+    "rate_limit_per_sec": "RATE_LIMIT_PER_SEC",
+    "rate_limit_burst": "RATE_LIMIT_BURST",
+    "flood_close_after": "FLOOD_CLOSE_AFTER",
+    "max_connections_per_user": "MAX_CONNECTIONS_PER_USER",
+    "outbound_buffer_bytes": "OUTBOUND_BUFFER_BYTES",
+    "typing_ttl_secs": "TYPING_TTL_SECS",
+    "presence_grace_secs": "PRESENCE_GRACE_SECS",
+    "actor_idle_secs": "ACTOR_IDLE_SECS",
+    "replay_limit": "REPLAY_LIMIT",
+    "upload_max_bytes": "UPLOAD_MAX_BYTES",
+    "shutdown_timeout_secs": "SHUTDOWN_TIMEOUT_SECS",
+    "log_level": "LOG_LEVEL",
+}
+
+ENV_VARIABLES = tuple(_ENV_NAMES.values())
+
+
+def _convert(field: dataclasses.Field, name: str, raw: str):
+    kind = field.type
+    try:
+        if kind == "int":
+            value = int(raw)
+        elif kind == "float":
+            value = float(raw)
+        elif kind == "tuple[str, ...]":
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif kind == "str | None":
+            return raw or None
+        else:
+            return raw
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for field in dataclasses.fields(Settings):
+        name = _ENV_NAMES[field.name]
+        if name in environ:
+            values[field.name] = _convert(field, name, environ[name])
+    values.update(overrides)
+    settings = Settings(**values)
+    if settings.jwt_algorithm not in {"HS256", "HS384", "HS512"}:
+        raise ConfigError("JWT_ALGORITHM must be one of HS256, HS384, HS512")
+    if not settings.jwt_secret:
+        raise ConfigError("JWT_SECRET must not be empty")
+    return settings

@@ -1,0 +1,124 @@
+"""Messages, numbered by a per-conversation ``seq`` that a unique index keeps gap-free and single."""
+
+from __future__ import annotations
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+
+from storage.clock import new_id, utcnow
+from storage.repository import Repository, index
+
+MESSAGE_TYPES = ("text", "emoji", "file", "image", "system")
+
+
+class MessageRepository(Repository):
+    collection_name = "messages"
+    # dedupe_key is the client_msg_id when the client sent one and the message id
+    # otherwise, so one plain unique index makes retries idempotent on every MongoDB.
+    indexes = (
+        index("tenant_id", "conversation_id", "seq", unique=True, name="unique_seq"),
+        index("tenant_id", "conversation_id", "sender_id", "dedupe_key", unique=True, name="unique_client_msg"),
+    )
+
+    @staticmethod
+    def build(
+        tenant_id: str,
+        conversation_id: str,
+        sender_id: str,
+        *,
+        content: str,
+        message_type: str,
+        metadata: dict | None = None,
+        client_msg_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> dict:
+        """A new message document; ``seq`` and ``created_at`` are set when it is stored."""
+        message_id = new_id()
+        return {
+            "_id": message_id,
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "sender_id": sender_id,
+            "content": content,
+            "message_type": message_type,
+            "metadata": metadata or {},
+            "seq": None,
+            "created_at": None,
+            "edited_at": None,
+            "is_deleted": False,
+            "reply_to": reply_to,
+            "client_msg_id": client_msg_id,
+            "dedupe_key": client_msg_id if client_msg_id is not None else message_id,
+        }
+
+    async def insert_ordered(self, docs: list[dict]) -> None:
+        """Insert in order; on failure the stored ones are a prefix (``BulkWriteError.details``)."""
+        await self.collection.insert_many(docs, ordered=True)
+
+    async def get(self, tenant_id: str, message_id: str) -> dict | None:
+        return await self.collection.find_one(self.scoped(tenant_id, _id=message_id))
+
+    async def by_client_ids(self, tenant_id: str, conversation_id: str, sender_id: str, client_ids: list[str]) -> list[dict]:
+        return await self._find(
+            self.scoped(tenant_id, conversation_id=conversation_id, sender_id=sender_id, dedupe_key={"$in": client_ids})
+        )
+
+    async def existing_ids(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> set[str]:
+        cursor = self.collection.find(self.scoped(tenant_id, conversation_id=conversation_id, _id={"$in": message_ids}), {"_id": 1})
+        return {doc["_id"] for doc in await cursor.to_list(None)}
+
+    async def last_seq(self, tenant_id: str, conversation_id: str) -> int:
+        docs = await self._find(
+            self.scoped(tenant_id, conversation_id=conversation_id), sort=[("seq", DESCENDING)], limit=1
+        )
+        return docs[0]["seq"] if docs else 0
+
+    async def page(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int,
+        newest_first: bool,
+    ) -> list[dict]:
+        """Messages with ``after_seq < seq < before_seq``, ``limit`` of them from one end."""
+        seq_range = {}
+        if after_seq is not None:
+            seq_range["$gt"] = after_seq
+        if before_seq is not None:
+            seq_range["$lt"] = before_seq
+        query = self.scoped(tenant_id, conversation_id=conversation_id)
+        if seq_range:
+            query["seq"] = seq_range
+        order = DESCENDING if newest_first else ASCENDING
+        return await self._find(query, sort=[("seq", order)], limit=limit)
+
+    async def count_after(self, tenant_id: str, conversation_id: str, seq: int, *, not_from: str) -> int:
+        return await self.collection.count_documents(
+            self.scoped(
+                tenant_id,
+                conversation_id=conversation_id,
+                seq={"$gt": seq},
+                sender_id={"$ne": not_from},
+                is_deleted=False,
+            )
+        )
+
+    async def edit(self, tenant_id: str, message_id: str, content: str) -> dict | None:
+        return await self.collection.find_one_and_update(
+            self.scoped(tenant_id, _id=message_id, is_deleted=False),
+            {"$set": {"content": content, "edited_at": utcnow()}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def tombstone(self, tenant_id: str, message_id: str) -> dict | None:
+        """Keep the seq (no gap for readers) but drop the content and metadata."""
+        return await self.collection.find_one_and_update(
+            self.scoped(tenant_id, _id=message_id),
+            {"$set": {"content": "", "metadata": {}, "is_deleted": True, "edited_at": utcnow()}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
+        await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))

@@ -1,0 +1,95 @@
+"""Participants: who is in a conversation, with which role, and how far they have read."""
+
+from __future__ import annotations
+
+from pymongo import ReturnDocument
+
+from storage.clock import new_id, utcnow
+from storage.errors import DuplicateKeyError
+from storage.repository import Repository, index
+
+ROLES = ("owner", "admin", "member")
+
+
+class ParticipantRepository(Repository):
+    collection_name = "participants"
+    indexes = (
+        index("tenant_id", "conversation_id", "user_id", unique=True, name="unique_participant"),
+        index("tenant_id", "user_id"),
+    )
+
+    async def add(self, tenant_id: str, conversation_id: str, user_id: str, role: str) -> tuple[dict, bool]:
+        """Add a participant; an existing one is returned unchanged. ``(doc, added)``."""
+        doc = {
+            "_id": new_id(),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "role": role,
+            "joined_at": utcnow(),
+            "last_read_seq": 0,
+            "last_read_message_id": None,
+            "last_read_at": None,
+            "last_seen_at": None,
+        }
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.get(tenant_id, conversation_id, user_id)
+            if existing is None:
+                raise
+            return existing, False
+        return doc, True
+
+    async def get(self, tenant_id: str, conversation_id: str, user_id: str) -> dict | None:
+        return await self.collection.find_one(
+            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
+        )
+
+    async def list(self, tenant_id: str, conversation_id: str) -> list[dict]:
+        return await self._find(
+            self.scoped(tenant_id, conversation_id=conversation_id), sort=[("joined_at", 1), ("_id", 1)]
+        )
+
+    async def conversation_ids_for(self, tenant_id: str, user_id: str) -> list[str]:
+        docs = await self._find(self.scoped(tenant_id, user_id=user_id))
+        return [doc["conversation_id"] for doc in docs]
+
+    async def of_user(self, tenant_id: str, user_id: str, conversation_ids: list[str]) -> dict[str, dict]:
+        docs = await self._find(self.scoped(tenant_id, user_id=user_id, conversation_id={"$in": conversation_ids}))
+        return {doc["conversation_id"]: doc for doc in docs}
+
+    async def remove(self, tenant_id: str, conversation_id: str, user_id: str) -> bool:
+        result = await self.collection.delete_one(
+            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
+        )
+        return result.deleted_count == 1
+
+    async def remove_all(self, tenant_id: str, conversation_id: str) -> None:
+        await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
+
+    async def set_role(self, tenant_id: str, conversation_id: str, user_id: str, role: str) -> dict | None:
+        return await self.collection.find_one_and_update(
+            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id),
+            {"$set": {"role": role}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def mark_read(
+        self, tenant_id: str, conversation_id: str, user_id: str, seq: int, message_id: str | None
+    ) -> dict | None:
+        """Move the read pointer forward only; an older receipt never moves it back."""
+        now = utcnow()
+        scope = self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
+        await self.collection.update_one(
+            {**scope, "last_read_seq": {"$lt": seq}},
+            {"$set": {"last_read_seq": seq, "last_read_message_id": message_id, "last_read_at": now}},
+        )
+        await self.collection.update_one(scope, {"$set": {"last_seen_at": now}})
+        return await self.collection.find_one(scope)
+
+    async def touch_seen(self, tenant_id: str, conversation_id: str, user_id: str) -> None:
+        await self.collection.update_one(
+            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id),
+            {"$set": {"last_seen_at": utcnow()}},
+        )

@@ -1,0 +1,1 @@
+"""The gateway: Tornado handlers for WebSocket and REST, JWT checks, tenant routing."""

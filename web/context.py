@@ -1,0 +1,32 @@
+"""What every handler shares: settings, storage, the actor directory, the protocol and limits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from actors.directory import Directory
+from config import Settings
+from storage import Storage
+from web.protocol import Protocol
+from web.ratelimit import RateLimiter
+
+
+@dataclasses.dataclass
+class AppContext:
+    settings: Settings
+    storage: Storage
+    directory: Directory
+    protocol: Protocol
+    limiter: RateLimiter
+    sockets: set = dataclasses.field(default_factory=set)
+    shutting_down: bool = False
+
+    @classmethod
+    def build(cls, settings: Settings, storage: Storage) -> AppContext:
+        return cls(
+            settings=settings,
+            storage=storage,
+            directory=Directory(storage, settings),
+            protocol=Protocol(settings),
+            limiter=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+        )

@@ -1,0 +1,76 @@
+"""One error base with a stable code; each subclass fixes the code and the HTTP status.
+
+Raised anywhere (actors, storage glue, handlers) and rendered once: as an ``error``
+event on a socket, or as ``{"error": {code, message, details}}`` over REST.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ChatError(Exception):
+    code = "internal_error"
+    status = 500
+    default_message = "Internal error"
+
+    def __init__(self, message: str | None = None, details: Any = None, **extra: Any) -> None:
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.details = details
+        self.extra = extra
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class InvalidMessage(ChatError):
+    code, status, default_message = "invalid_message", 400, "The request is not valid"
+
+
+class Unauthorized(ChatError):
+    code, status, default_message = "unauthorized", 401, "A valid token is required"
+
+
+class Forbidden(ChatError):
+    code, status, default_message = "forbidden", 403, "Not allowed"
+
+
+class NotFound(ChatError):
+    code, status, default_message = "not_found", 404, "Not found"
+
+
+class MethodNotAllowed(ChatError):
+    code, status, default_message = "method_not_allowed", 405, "Method not allowed"
+
+
+class Conflict(ChatError):
+    code, status, default_message = "conflict", 409, "Conflict"
+
+
+class PayloadTooLarge(ChatError):
+    code, status, default_message = "payload_too_large", 413, "The payload is too large"
+
+
+class UnsupportedMediaType(ChatError):
+    code, status, default_message = "unsupported_media_type", 415, "Unsupported media type"
+
+
+class RateLimited(ChatError):
+    code, status, default_message = "rate_limited", 429, "Too many requests"
+
+    def __init__(self, retry_after_secs: float, message: str | None = None) -> None:
+        super().__init__(message, {"retry_after": round(retry_after_secs, 3)})
+        self.retry_after_secs = retry_after_secs
+
+
+class TooManyConnections(ChatError):
+    code, status, default_message = "too_many_connections", 429, "Too many connections for this user"
+
+
+class StorageUnavailable(ChatError):
+    code, status, default_message = "storage_unavailable", 503, "The database is unavailable; nothing was stored"
+
+
+class ShuttingDown(ChatError):
+    code, status, default_message = "shutting_down", 503, "The server is restarting"

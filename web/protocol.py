@@ -1,0 +1,348 @@
+"""Every wire message in one place: what clients send (schemas) and what the server sends (builders).
+
+Inbound WebSocket frames and REST bodies are checked here with marshmallow; outbound
+events are built here and encoded once (orjson) so a broadcast serializes one time.
+Limits come from ``Settings``, so the schemas are built per ``Protocol`` instance.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from config import Settings
+from storage.clock import isoformat, utcnow
+from storage.conversations import CONVERSATION_TYPES
+from storage.messages import MESSAGE_TYPES
+from storage.participants import ROLES
+from storage.presence import PRESENCE_STATUSES
+from web.errors import ChatError, InvalidMessage
+
+ID_MAX_CHARS = 128
+EMOJI_MAX_CHARS = 32
+TITLE_MAX_CHARS = 200
+DESCRIPTION_MAX_CHARS = 2000
+MAX_PARTICIPANTS_PER_REQUEST = 500
+CLIENT_MESSAGE_TYPES = tuple(t for t in MESSAGE_TYPES if t != "system")
+FILE_MESSAGE_TYPES = ("file", "image")
+
+# C0 controls and DEL, except tab, newline and carriage return.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_chars(value: str) -> None:
+    if _CONTROL_CHARS.search(value):
+        raise ValidationError("Control characters are not allowed.")
+
+
+def _identifier(**kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1, max=ID_MAX_CHARS), _no_control_chars], **kwargs)
+
+
+class _RequestId(fields.Field):
+    """A client's correlation id: a short string or an integer, echoed back verbatim."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("Must be a string or an integer.")
+        if isinstance(value, str) and len(value) > ID_MAX_CHARS:
+            raise ValidationError(f"Longer than {ID_MAX_CHARS} characters.")
+        return value
+
+
+class _Seq(fields.Integer):
+    """A sequence number: a JSON integer, never a bool, a float or a string."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(strict=True, validate=validate.Range(min=0, max=2**53), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise ValidationError("Not a valid integer.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class _Base(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class Protocol:
+    """The schemas with this deployment's limits, and the frame parser."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.max_metadata_bytes = settings.max_metadata_bytes
+        content = fields.String(
+            required=True,
+            validate=[validate.Length(max=settings.max_content_chars), _no_control_chars],
+        )
+        metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=self._metadata_size)
+        emoji = fields.String(
+            required=True,
+            validate=[validate.Length(min=1, max=EMOJI_MAX_CHARS), validate.Regexp(r"^\S+$"), _no_control_chars],
+        )
+        check_message = self._check_message_body
+
+        conversation = {"conversation_id": _identifier(required=True)}
+        message_body = {
+            "content": content,
+            "message_type": fields.String(load_default="text", validate=validate.OneOf(CLIENT_MESSAGE_TYPES)),
+            "metadata": metadata,
+            "client_msg_id": _identifier(load_default=None),
+            "reply_to": _identifier(load_default=None),
+        }
+
+        def schema(name: str, spec: dict, *, checked: bool = False) -> Schema:
+            spec = {**spec}
+            if checked:
+                spec["_check"] = validates_schema(lambda self, data, **kw: check_message(data))
+            return type(name, (_Base,), spec)()
+
+        self.client_messages: dict[str, Schema] = {
+            "join_conversation": schema("JoinConversation", {**conversation, "since_seq": _Seq(load_default=None)}),
+            "leave_conversation": schema("LeaveConversation", conversation),
+            "send_message": schema("SendMessage", {**conversation, **message_body}, checked=True),
+            "edit_message": schema("EditMessage", {"message_id": _identifier(required=True), "content": content}),
+            "delete_message": schema("DeleteMessage", {"message_id": _identifier(required=True)}),
+            "start_typing": schema("StartTyping", conversation),
+            "stop_typing": schema("StopTyping", conversation),
+            "add_reaction": schema("AddReaction", {"message_id": _identifier(required=True), "emoji": emoji}),
+            "remove_reaction": schema("RemoveReaction", {"message_id": _identifier(required=True), "emoji": emoji}),
+            "mark_read": schema("MarkRead", {**conversation, "message_id": _identifier(load_default=None)}),
+            "update_presence": schema(
+                "UpdatePresence", {"status": fields.String(required=True, validate=validate.OneOf(PRESENCE_STATUSES))}
+            ),
+            "ping": schema("Ping", {}),
+        }
+
+        self.rest_bodies: dict[str, Schema] = {
+            "create_conversation": schema(
+                "CreateConversation",
+                {
+                    "type": fields.String(required=True, validate=validate.OneOf(CONVERSATION_TYPES)),
+                    "title": fields.String(
+                        load_default=None, allow_none=True, validate=[validate.Length(max=TITLE_MAX_CHARS), _no_control_chars]
+                    ),
+                    "description": fields.String(
+                        load_default=None,
+                        allow_none=True,
+                        validate=[validate.Length(max=DESCRIPTION_MAX_CHARS), _no_control_chars],
+                    ),
+                    "participant_ids": fields.List(
+                        _identifier(), load_default=list, validate=validate.Length(max=MAX_PARTICIPANTS_PER_REQUEST)
+                    ),
+                },
+            ),
+            "update_conversation": schema(
+                "UpdateConversation",
+                {
+                    "title": fields.String(
+                        allow_none=True, validate=[validate.Length(max=TITLE_MAX_CHARS), _no_control_chars]
+                    ),
+                    "description": fields.String(
+                        allow_none=True, validate=[validate.Length(max=DESCRIPTION_MAX_CHARS), _no_control_chars]
+                    ),
+                },
+            ),
+            "add_participant": schema(
+                "AddParticipant",
+                {
+                    "user_id": _identifier(required=True),
+                    "role": fields.String(load_default="member", validate=validate.OneOf(ROLES[1:])),
+                },
+            ),
+            "create_message": schema("CreateMessage", message_body, checked=True),
+            "edit_message": schema("EditMessageBody", {"content": content}),
+            "add_reaction": schema("AddReactionBody", {"emoji": emoji}),
+            "update_presence": schema(
+                "UpdatePresenceBody",
+                {"status": fields.String(required=True, validate=validate.OneOf(PRESENCE_STATUSES))},
+            ),
+            "mark_read": schema("MarkReadBody", {"message_id": _identifier(load_default=None)}),
+        }
+
+    def _metadata_size(self, value: dict) -> None:
+        try:
+            size = len(orjson.dumps(value))
+        except TypeError:
+            raise ValidationError("Metadata must be plain JSON.") from None
+        if size > self.max_metadata_bytes:
+            raise ValidationError(f"Metadata is larger than {self.max_metadata_bytes} bytes.")
+
+    @staticmethod
+    def _check_message_body(data: dict) -> None:
+        kind = data.get("message_type", "text")
+        if kind in FILE_MESSAGE_TYPES:
+            file_id = data.get("metadata", {}).get("file_id")
+            if not isinstance(file_id, str) or not file_id:
+                raise ValidationError({"metadata": [f"A {kind} message needs metadata.file_id (from upload/)."]})
+        elif not data.get("content", "").strip():
+            raise ValidationError({"content": ["Must not be empty."]})
+
+    def parse_frame(self, raw: str | bytes) -> tuple[str, dict, Any]:
+        """A client frame as ``(type, fields, request_id)``, or ``InvalidMessage``."""
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise InvalidMessage("The frame is not valid JSON") from None
+        if not isinstance(frame, dict):
+            raise InvalidMessage("The frame must be a JSON object")
+        request_id = frame.pop("request_id", None)
+        try:
+            request_id = _RequestId().deserialize(request_id) if request_id is not None else None
+        except ValidationError as error:
+            raise InvalidMessage("Invalid request_id", {"request_id": error.messages}) from None
+        kind = frame.pop("type", None)
+        if not isinstance(kind, str):
+            raise InvalidMessage("The frame needs a string 'type'", {"type": ["Missing or not a string."]}, request_id=request_id)
+        schema = self.client_messages.get(kind)
+        if schema is None:
+            raise InvalidMessage(
+                f"Unknown message type {kind[:64]!r}",
+                {"type": [f"Must be one of: {', '.join(self.client_messages)}."]},
+                request_id=request_id,
+            )
+        return kind, load(schema, frame, request_id=request_id), request_id
+
+    def load_body(self, name: str, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise InvalidMessage("The body must be a JSON object")
+        return load(self.rest_bodies[name], body)
+
+
+def load(schema: Schema, data: dict, **extra: Any) -> dict:
+    try:
+        return schema.load(data)
+    except ValidationError as error:
+        raise InvalidMessage("Invalid fields", error.messages, **extra) from None
+
+
+# --- Objects as they appear on the wire ---------------------------------------------
+
+
+def message_object(doc: dict, reactions: list[dict] | None = None) -> dict:
+    return {
+        "id": doc["_id"],
+        "conversation_id": doc["conversation_id"],
+        "sender_id": doc["sender_id"],
+        "content": doc["content"],
+        "message_type": doc["message_type"],
+        "metadata": doc.get("metadata") or {},
+        "seq": doc["seq"],
+        "created_at": isoformat(doc["created_at"]),
+        "edited_at": isoformat(doc.get("edited_at")),
+        "is_deleted": doc.get("is_deleted", False),
+        "reply_to": doc.get("reply_to"),
+        "client_msg_id": doc.get("client_msg_id"),
+        "reactions": reactions or [],
+    }
+
+
+def reaction_object(doc: dict) -> dict:
+    return {
+        "id": doc["_id"],
+        "message_id": doc["message_id"],
+        "conversation_id": doc["conversation_id"],
+        "user_id": doc["user_id"],
+        "emoji": doc["emoji"],
+        "created_at": isoformat(doc["created_at"]),
+    }
+
+
+def participant_object(doc: dict) -> dict:
+    return {
+        "user_id": doc["user_id"],
+        "role": doc["role"],
+        "joined_at": isoformat(doc["joined_at"]),
+        "last_read_seq": doc.get("last_read_seq", 0),
+        "last_seen_at": isoformat(doc.get("last_seen_at")),
+    }
+
+
+def conversation_object(doc: dict, participants: list[dict] | None = None, **extra: Any) -> dict:
+    obj = {
+        "id": doc["_id"],
+        "type": doc["type"],
+        "title": doc.get("title"),
+        "description": doc.get("description"),
+        "created_by": doc["created_by"],
+        "created_at": isoformat(doc["created_at"]),
+        "updated_at": isoformat(doc.get("updated_at")),
+        "last_activity_at": isoformat(doc.get("last_activity_at")),
+    }
+    if participants is not None:
+        obj["participants"] = [participant_object(p) for p in participants]
+    obj.update(extra)
+    return obj
+
+
+def presence_object(user_id: str, status: str, current_conversation_id: str | None, last_seen) -> dict:
+    return {
+        "user_id": user_id,
+        "status": status,
+        "current_conversation_id": current_conversation_id,
+        "last_seen": isoformat(last_seen),
+    }
+
+
+def read_receipt_fields(doc: dict) -> dict:
+    return {
+        "conversation_id": doc["conversation_id"],
+        "user_id": doc["user_id"],
+        "last_read_seq": doc.get("last_read_seq", 0),
+        "last_read_message_id": doc.get("last_read_message_id"),
+        "read_at": isoformat(doc.get("last_read_at")),
+    }
+
+
+# --- Server events ---------------------------------------------------------------------
+
+SERVER_EVENTS = (
+    "connection_established",
+    "conversation_joined",
+    "conversation_left",
+    "new_message",
+    "message_updated",
+    "message_deleted",
+    "reaction_added",
+    "reaction_removed",
+    "typing_indicator",
+    "read_receipt",
+    "presence_update",
+    "conversation_updated",
+    "conversation_deleted",
+    "resync_required",
+    "error",
+    "pong",
+)
+
+
+def event(kind: str, request_id: Any = None, **payload: Any) -> bytes:
+    """One server event, encoded once; ``request_id`` is echoed when the client sent one."""
+    assert kind in SERVER_EVENTS, kind
+    body = {"type": kind, **payload}
+    if request_id is not None:
+        body["request_id"] = request_id
+    return orjson.dumps(body)
+
+
+def error_event(error: ChatError, request_id: Any = None) -> bytes:
+    request_id = error.extra.get("request_id", request_id)
+    payload = {"code": error.code, "message": error.message}
+    if error.details is not None:
+        payload["details"] = error.details
+    return event("error", request_id, **payload)
+
+
+def connection_established(user_id: str, tenant_id: str) -> bytes:
+    return event(
+        "connection_established",
+        message="Connected to chat service",
+        user_id=user_id,
+        tenant_id=tenant_id,
+        timestamp=isoformat(utcnow()),
+    )

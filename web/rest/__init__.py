@@ -1,0 +1,1 @@
+"""REST resources under ``/api/notifications/chat/``, one module per resource."""

@@ -1,0 +1,26 @@
+"""``conversations/{id}/participants/``: list and add; ``.../participants/{user_id}/``: remove or leave."""
+
+from __future__ import annotations
+
+from web import protocol
+from web.rest.base import ApiHandler, require_participant
+
+
+class ParticipantsHandler(ApiHandler):
+    async def get(self, conversation_id: str) -> None:
+        await require_participant(self.ctx, self.principal, conversation_id)
+        participants = await self.ctx.storage.participants.list(self.tenant_id, conversation_id)
+        self.respond({"results": [protocol.participant_object(p) for p in participants], "next": None})
+
+    async def post(self, conversation_id: str) -> None:
+        body = self.load_body("add_participant")
+        participant, added = await self.ctx.directory.call(
+            self.tenant_id, conversation_id, "add_participant", self.principal, body["user_id"], body["role"]
+        )
+        self.respond(protocol.participant_object(participant), 201 if added else 200)
+
+
+class ParticipantHandler(ApiHandler):
+    async def delete(self, conversation_id: str, user_id: str) -> None:
+        await self.ctx.directory.call(self.tenant_id, conversation_id, "remove_participant", self.principal, user_id)
+        self.no_content()

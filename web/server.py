@@ -1,0 +1,118 @@
+"""Start, run and stop the server as a PaaS expects: bind ``$PORT``, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+
+import tornado.httpserver
+
+from actors.runtime import bind_loop
+from config import Settings
+from storage import open_storage
+from storage.errors import PyMongoError
+from web.app import make_app
+from web.context import AppContext
+from web.websocket import CLOSE_GOING_AWAY
+
+logger = logging.getLogger(__name__)
+
+INDEX_RETRY_SECS = 5.0
+# Room for multipart framing around an upload at the size limit; the handler enforces the limit.
+BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+class TokenRedactingFilter(logging.Filter):
+    """A last line of defence: no log record may carry ``token=...`` from a URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg = re.sub(r"token=[^&\s\"']+", "token=[redacted]", message)
+            record.args = ()
+        return True
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(TokenRedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+async def ensure_indexes_until_done(context: AppContext) -> None:
+    """Indexes at start-up; if MongoDB is not up yet, keep trying instead of refusing to start."""
+    while True:
+        try:
+            await context.storage.ensure_indexes()
+            return
+        except PyMongoError as error:
+            logger.warning("cannot create indexes yet (%s); retrying in %.0fs", error, INDEX_RETRY_SECS)
+            await asyncio.sleep(INDEX_RETRY_SECS)
+
+
+class ChatServer:
+    """The running process: HTTP server, actors and storage, and an orderly stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context: AppContext | None = None
+        self.http_server: tornado.httpserver.HTTPServer | None = None
+        self.port: int | None = None
+        self._stopped = asyncio.Event()
+
+    async def start(self, sockets=None) -> None:
+        bind_loop()
+        storage = open_storage(self.settings.mongodb_uri, self.settings.mongodb_db)
+        self.context = AppContext.build(self.settings, storage)
+        try:
+            await storage.ensure_indexes()
+        except PyMongoError as error:
+            logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
+            self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
+        app = make_app(self.context)
+        self.http_server = tornado.httpserver.HTTPServer(
+            app, xheaders=True, max_body_size=self.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
+        )
+        if sockets is not None:
+            self.http_server.add_sockets(sockets)
+            self.port = sockets[0].getsockname()[1]
+        else:
+            self.http_server.listen(self.settings.port, address=self.settings.host)
+            self.port = self.settings.port
+        logger.info("chat server listening on %s:%s", self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting, finish storing what was queued, close sockets with 1001, release storage."""
+        if self.context is None or self.context.shutting_down:
+            return
+        context = self.context
+        context.shutting_down = True
+        self.http_server.stop()
+        try:
+            await asyncio.wait_for(context.directory.settle(), self.settings.shutdown_timeout_secs)
+        except asyncio.TimeoutError:
+            logger.error("gave up waiting for queued messages after %.0fs", self.settings.shutdown_timeout_secs)
+        for socket in list(context.sockets):
+            socket.close(CLOSE_GOING_AWAY, "Server restarting; reconnect and resume with since_seq")
+        context.directory.stop_all()
+        await asyncio.sleep(0)
+        context.storage.close()
+        self._stopped.set()
+
+    async def run_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        await self._stopped.wait()
+        logger.info("chat server stopped")
+
+
+async def serve(settings: Settings) -> None:
+    server = ChatServer(settings)
+    await server.start()
+    await server.run_until_signal()

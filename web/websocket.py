@@ -1,0 +1,222 @@
+"""The WebSocket gateway: authenticate, parse each frame, route it to the right actor.
+
+Handlers stay thin: a frame's ``type`` maps to one ``on_<type>`` method (the protocol
+refuses every other type), and every failure becomes an ``error`` event on a socket that
+stays open. Only floods (4429) and slow readers (4408) get the socket closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import tornado.websocket
+from tornado.iostream import StreamBufferFullError, StreamClosedError
+
+from storage.clock import new_id
+from web import protocol
+from web.auth import decode_token
+from web.context import AppContext
+from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, TooManyConnections, Unauthorized
+from web.ratelimit import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_WRONG_PATH = 4404
+CLOSE_SLOW_CONSUMER = 4408
+CLOSE_FLOOD = 4429
+
+# Frames of any kind a single socket may send, as a multiple of the per-user write rate.
+FRAME_RATE_FACTOR = 5
+# Commands that cost the user a token from the shared write bucket.
+WRITE_COMMANDS = frozenset(
+    {"send_message", "edit_message", "delete_message", "add_reaction", "remove_reaction",
+     "start_typing", "stop_typing", "mark_read", "update_presence"}
+)
+
+
+def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
+    """Same host as the request, or listed in ``ALLOWED_ORIGINS`` (``*`` trusts every origin)."""
+    if "*" in allowed or origin in allowed:
+        return True
+    return urlparse(origin).netloc.lower() == host.lower()
+
+
+class ChatSocket(tornado.websocket.WebSocketHandler):
+    def initialize(self, context: AppContext) -> None:
+        self.ctx = context
+        self.principal = None
+        self.conn_id = new_id()
+        self.joined: set[str] = set()
+        self._registered = False
+
+    def check_origin(self, origin: str) -> bool:
+        return origin_allowed(origin, self.request.host, self.ctx.settings.allowed_origins)
+
+    def get_compression_options(self):
+        return None
+
+    async def open(self, tenant_id: str) -> None:
+        try:
+            principal = decode_token(self.get_query_argument("token", None), self.ctx.settings)
+        except Unauthorized as error:
+            self.close(CLOSE_UNAUTHORIZED, error.message[:120])
+            return
+        if principal.tenant_id != tenant_id:
+            self.close(CLOSE_FORBIDDEN, "The token belongs to another tenant")
+            return
+        if self.ctx.shutting_down:
+            self.close(CLOSE_GOING_AWAY, ShuttingDown.default_message)
+            return
+        self.principal = principal
+        settings = self.ctx.settings
+        now = time.monotonic()
+        self._frames = TokenBucket(settings.rate_limit_per_sec * FRAME_RATE_FACTOR, settings.rate_limit_burst * FRAME_RATE_FACTOR, now)
+        self._strikes = TokenBucket(1.0, settings.flood_close_after, now)
+        self.ws_connection.stream.max_write_buffer_size = settings.outbound_buffer_bytes
+        self.send(protocol.connection_established(principal.user_id, principal.tenant_id))
+        try:
+            await self.ctx.directory.call_tenant(principal.tenant_id, "connect", self)
+        except TooManyConnections as error:
+            self.close(CLOSE_FLOOD, error.message)
+            return
+        self._registered = True
+        self.ctx.sockets.add(self)
+
+    # --- outgoing (loop thread only) ----------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Write an encoded event; a reader that lets its buffer fill up is cut off."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self.write_message(data)
+        except StreamBufferFullError:
+            self._cut_off_slow_reader()
+        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+            pass
+
+    def _cut_off_slow_reader(self) -> None:
+        logger.info("closing a slow reader (user %s)", self.principal.user_id)
+        stream = self.ws_connection.stream
+        stream.max_write_buffer_size = None
+        notice = protocol.event(
+            "resync_required",
+            reason="the connection fell too far behind; reconnect and join with since_seq",
+            conversation_ids=sorted(self.joined),
+        )
+        try:
+            self.write_message(notice)
+        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+            pass
+        self.close(CLOSE_SLOW_CONSUMER, "Too slow to keep up; reconnect and resume with since_seq")
+
+    # --- incoming -------------------------------------------------------------------------
+
+    async def on_message(self, raw: str | bytes) -> None:
+        request_id = None
+        try:
+            self._admit_frame()
+            kind, data, request_id = self.ctx.protocol.parse_frame(raw)
+            if kind in WRITE_COMMANDS:
+                self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+            await getattr(self, "on_" + kind)(request_id=request_id, **data)
+        except RateLimited as error:
+            self.send(protocol.error_event(error, request_id))
+            if self._strikes.take(time.monotonic()):
+                self.close(CLOSE_FLOOD, "Too many messages")
+        except ChatError as error:
+            self.send(protocol.error_event(error, request_id))
+        except Exception:
+            logger.exception("unexpected failure handling a frame from %s", self.principal.user_id)
+            self.send(protocol.error_event(ChatError(), request_id))
+
+    def _admit_frame(self) -> None:
+        wait = self._frames.take(time.monotonic())
+        if wait:
+            raise RateLimited(wait)
+
+    async def _call(self, conversation_id: str, method: str, *args: Any) -> Any:
+        return await self.ctx.directory.call(self.principal.tenant_id, conversation_id, method, *args)
+
+    async def _conversation_of(self, message_id: str) -> str:
+        doc = await self.ctx.storage.messages.get(self.principal.tenant_id, message_id)
+        if doc is None:
+            raise NotFound("Message not found")
+        return doc["conversation_id"]
+
+    async def on_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
+        await self._call(conversation_id, "join", self, since_seq, request_id)
+        if not self._registered:  # closed while the join was under way
+            self.ctx.directory.tell(self.principal.tenant_id, conversation_id, "drop", self)
+            return
+        self.joined.add(conversation_id)
+        self.ctx.directory.tenant(self.principal.tenant_id).set_current_conversation.defer(self.principal.user_id, conversation_id)
+
+    async def on_leave_conversation(self, conversation_id: str, request_id: Any) -> None:
+        if conversation_id not in self.joined:
+            raise NotFound("Not joined to this conversation")
+        self.joined.discard(conversation_id)
+        await self._call(conversation_id, "leave", self, request_id)
+
+    async def on_send_message(self, conversation_id: str, request_id: Any, **body: Any) -> None:
+        await self._call(conversation_id, "send", self.principal, body, self, request_id)
+
+    async def on_edit_message(self, message_id: str, content: str, request_id: Any) -> None:
+        conversation_id = await self._conversation_of(message_id)
+        await self._call(conversation_id, "edit", self.principal, message_id, content, self, request_id)
+
+    async def on_delete_message(self, message_id: str, request_id: Any) -> None:
+        conversation_id = await self._conversation_of(message_id)
+        await self._call(conversation_id, "delete", self.principal, message_id, self, request_id)
+
+    async def on_add_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
+        conversation_id = await self._conversation_of(message_id)
+        await self._call(conversation_id, "react", self.principal, message_id, emoji, self, request_id)
+
+    async def on_remove_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
+        conversation_id = await self._conversation_of(message_id)
+        await self._call(conversation_id, "unreact", self.principal, message_id, emoji, self, request_id)
+
+    async def on_start_typing(self, conversation_id: str, request_id: Any) -> None:
+        await self._call(conversation_id, "typing", self.principal, True)
+
+    async def on_stop_typing(self, conversation_id: str, request_id: Any) -> None:
+        await self._call(conversation_id, "typing", self.principal, False)
+
+    async def on_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
+        await self._call(conversation_id, "mark_read", self.principal, message_id, self, request_id)
+
+    async def on_update_presence(self, status: str, request_id: Any) -> None:
+        await self.ctx.directory.call_tenant(self.principal.tenant_id, "set_status", self.principal, status, self, request_id)
+
+    async def on_ping(self, request_id: Any) -> None:
+        self.send(protocol.event("pong", request_id))
+
+    # --- closing --------------------------------------------------------------------------
+
+    def on_close(self) -> None:
+        if not self._registered:
+            return
+        self._registered = False
+        self.ctx.sockets.discard(self)
+        tenant_id = self.principal.tenant_id
+        for conversation_id in self.joined:
+            self.ctx.directory.tell(tenant_id, conversation_id, "drop", self)
+        self.joined.clear()
+        self.ctx.directory.tenant(tenant_id).disconnect.defer(self)
+
+
+class WrongPathSocket(tornado.websocket.WebSocketHandler):
+    """The seed's documented mistake: say where chat lives instead of failing silently."""
+
+    def check_origin(self, origin: str) -> bool:
+        return True
+
+    def open(self, tenant_id: str) -> None:
+        self.close(CLOSE_WRONG_PATH, f"Wrong path: connect to /ws/chat/{tenant_id}/ for chat")
