@@ -8,6 +8,7 @@ import tornado.web
 
 from web.context import AppContext
 from web.rest.base import API_PREFIX, NotFoundHandler
+from web.rest.health import HealthHandler
 from web.rest.conversations import ConversationHandler, ConversationsHandler
 from web.rest.participants import ParticipantHandler, ParticipantsHandler
 from web.websocket import ChatSocket, WrongPathSocket
@@ -21,6 +22,7 @@ def routes(context: AppContext) -> list[tuple]:
     ctx = {"context": context}
     api = API_PREFIX
     return [
+        (r"/healthz", HealthHandler, ctx),
         (rf"/ws/chat/{ID}/?", ChatSocket, ctx),
         (rf"/ws/notifications/{ID}/?", WrongPathSocket),
         (rf"{api}/conversations/?", ConversationsHandler, ctx),

@@ -1,0 +1,179 @@
+"""Test clients that speak the wire contract over real sockets: WebSocket and REST."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import jwt
+import time
+import tornado.httpclient
+import tornado.websocket
+
+DEFAULT_WAIT_SECS = 5.0
+_ids = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    """Ids unique within a test run, so tests sharing one server never collide."""
+    return f"{prefix}-{next(_ids)}-{time.monotonic_ns() % 10**9}"
+
+
+def make_token(secret: str, tenant_id: str, user_id: str, *, role: str | None = None, ttl_secs: int = 600, **claims: Any) -> str:
+    payload = {"user_id": user_id, "tenant_id": tenant_id, "exp": int(time.time()) + ttl_secs, **claims}
+    if role:
+        payload["role"] = role
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+class Socket:
+    """A WebSocket client that keeps every event it receives, so tests wait on events, not sleeps."""
+
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
+        self.conn = conn
+        self.events: list[dict] = []
+        self._cursor = 0
+        self.closed = False
+
+    @classmethod
+    async def connect(cls, server, tenant_id: str, token: str | None, *, path: str = "chat") -> Socket:
+        url = f"{server.ws_url}/ws/{path}/{tenant_id}/" + (f"?token={token}" if token is not None else "")
+        conn = await tornado.websocket.websocket_connect(url)
+        return cls(conn)
+
+    def send(self, frame: dict | str | bytes, **fields: Any) -> None:
+        if isinstance(frame, dict):
+            frame = json.dumps({**frame, **fields})
+        self.conn.write_message(frame, binary=isinstance(frame, bytes))
+
+    def send_type(self, kind: str, **fields: Any) -> None:
+        self.send({"type": kind, **fields})
+
+    async def _read_one(self, timeout: float) -> dict | None:
+        message = await asyncio.wait_for(self.conn.read_message(), timeout)
+        if message is None:
+            self.closed = True
+            return None
+        event = json.loads(message)
+        self.events.append(event)
+        return event
+
+    async def next(self, kind: str | None = None, *, timeout: float = DEFAULT_WAIT_SECS, **match: Any) -> dict:
+        """The next unseen event of ``kind`` (and matching fields); earlier unseen others are skipped past."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            while self._cursor < len(self.events):
+                event = self.events[self._cursor]
+                self._cursor += 1
+                if (kind is None or event.get("type") == kind) and all(event.get(k) == v for k, v in match.items()):
+                    return event
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.closed:
+                raise AssertionError(f"no {kind} {match} within {timeout}s; saw {[e.get('type') for e in self.events]}")
+            try:
+                await self._read_one(remaining)
+            except asyncio.TimeoutError:
+                continue
+
+    async def request(self, kind: str, expect: str | None = None, **fields: Any) -> dict:
+        """Send a frame with a fresh request_id and return the event that answers it."""
+        request_id = unique("req")
+        self.send_type(kind, request_id=request_id, **fields)
+        return await self.next(expect, request_id=request_id)
+
+    async def quiet(self, secs: float = 0.3) -> list[dict]:
+        """Events that arrive within ``secs`` (used to show that something did NOT arrive)."""
+        seen_before = len(self.events)
+        deadline = asyncio.get_running_loop().time() + secs
+        while not self.closed:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                await self._read_one(remaining)
+            except asyncio.TimeoutError:
+                break
+        self._cursor = len(self.events)
+        return self.events[seen_before:]
+
+    async def wait_closed(self, timeout: float = DEFAULT_WAIT_SECS) -> tuple[int | None, str | None]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self.closed:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError("socket did not close")
+            try:
+                await self._read_one(remaining)
+            except asyncio.TimeoutError:
+                continue
+        return self.conn.close_code, self.conn.close_reason
+
+    def close(self) -> None:
+        self.conn.close()
+        self.closed = True
+
+
+class Api:
+    """REST calls as one user; answers ``(status, json_body)`` and never raises on 4xx/5xx."""
+
+    def __init__(self, server, token: str | None) -> None:
+        self.server = server
+        self.token = token
+        self.http = tornado.httpclient.AsyncHTTPClient()
+
+    async def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None, headers: dict | None = None) -> tuple[int, Any]:
+        all_headers = {"Content-Type": "application/json"}
+        if self.token is not None:
+            all_headers["Authorization"] = f"Bearer {self.token}"
+        all_headers.update(headers or {})
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = b""
+        url = path if path.startswith("http") else f"{self.server.http_url}/api/notifications/chat/{path.lstrip('/')}"
+        response = await self.http.fetch(
+            url, method=method, body=data, headers=all_headers, raise_error=False, allow_nonstandard_methods=True, request_timeout=30
+        )
+        self.last_headers = response.headers
+        text = response.body or b""
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = text
+        return response.code, parsed
+
+    async def get(self, path: str, **kw):
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw):
+        return await self.call("POST", path, body, **kw)
+
+    async def put(self, path: str, body: Any = None, **kw):
+        return await self.call("PUT", path, body, **kw)
+
+    async def delete(self, path: str, **kw):
+        return await self.call("DELETE", path, **kw)
+
+
+class User:
+    """A tenant's user with a token, REST access and as many sockets as a test opens."""
+
+    def __init__(self, server, tenant_id: str, user_id: str, role: str | None = None) -> None:
+        self.server = server
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.token = make_token(server.jwt_secret, tenant_id, user_id, role=role)
+        self.api = Api(server, self.token)
+
+    async def socket(self) -> Socket:
+        sock = await Socket.connect(self.server, self.tenant_id, self.token)
+        await sock.next("connection_established")
+        return sock
+
+    async def create_conversation(self, kind: str = "group", others: list[User] = (), title: str | None = None) -> str:
+        status, body = await self.api.post(
+            "conversations/", {"type": kind, "title": title, "participant_ids": [u.user_id for u in others]}
+        )
+        assert status in (200, 201), (status, body)
+        return body["id"]

@@ -1,0 +1,34 @@
+"""``/healthz``: liveness for the PaaS router and the live figures operators ask for first."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import tornado.web
+
+from actors.runtime import live_actor_count
+from web.context import AppContext
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    def initialize(self, context: AppContext) -> None:
+        self.ctx = context
+
+    def get(self) -> None:
+        directory = self.ctx.directory
+        self.set_header("Content-Type", "application/json")
+        self.set_status(503 if self.ctx.shutting_down else 200)
+        self.finish(
+            orjson.dumps(
+                {
+                    "status": "stopping" if self.ctx.shutting_down else "ok",
+                    "database": "embedded" if self.ctx.settings.uses_embedded_database else "mongodb",
+                    "sockets": len(self.ctx.sockets),
+                    "live_conversations": directory.live_conversations(),
+                    "live_tenants": directory.live_tenants(),
+                    "actors": live_actor_count(),
+                    "threads": threading.active_count(),
+                }
+            )
+        )
