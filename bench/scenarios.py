@@ -11,6 +11,8 @@ import time
 from array import array
 from dataclasses import dataclass, field
 
+import psutil
+
 from .common import percentiles, ws_path
 from .loadgen.pool import ClientPool, lat_from
 
@@ -42,6 +44,7 @@ class PhaseResult:
     error_samples: list
     closed: int
     late: int
+    machine_busy: float = 0.0  # % of all cores busy (system-wide, includes the kernel's network work)
 
     @property
     def client_cpu_total(self):
@@ -56,6 +59,17 @@ class PhaseResult:
         if rank > len(self.lat):
             return math.inf
         return percentiles(self.lat, (p,))[p] if missing <= 0 else sorted(self.lat)[rank - 1] / MS
+
+
+def machine_times():
+    return psutil.cpu_times()
+
+
+def machine_busy(a, b) -> float:
+    """% of all cores busy between two psutil.cpu_times() snapshots."""
+    tot = sum(b) - sum(a)
+    idle = (b.idle - a.idle) + (getattr(b, "iowait", 0) - getattr(a, "iowait", 0))
+    return 100.0 * (tot - idle) / tot if tot > 0 else 0.0
 
 
 def _merge_counts(dicts):
@@ -88,6 +102,7 @@ def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin:
         ctx.per_worker[w] += 1
     s0 = ctx.server.cpu_seconds()
     c0 = ctx.pool.cpu_seconds()
+    m0 = machine_times()
     t0 = time.perf_counter()
     res = ctx.pool.call({w: {"cmd": "connect", "host": "127.0.0.1", "port": ctx.server.port, "socks": b,
                              "concurrency": concurrency, "timeout": 60.0}
@@ -111,6 +126,7 @@ def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin:
         "join_rate": joined / t_join if t_join > 0 else None,
         "conn_lat": lat_from(res.values(), "conn_lat"), "join_lat": lat_from(res.values(), "join_lat"),
         "server_cpu": (s1 - s0) / wall * 100, "client_cpu": [(b - a) / wall * 100 for a, b in zip(c0, c1)],
+        "machine_busy": machine_busy(m0, machine_times()),
     }
 
 
@@ -131,9 +147,9 @@ def run_phase(ctx: Ctx, senders_by_worker: dict, mode: str, duration: float, dra
     for w, c in cmds.items():
         ctx.pool.send(w, c)
     time.sleep(max(0.0, start_at - time.time()))
-    s0, c0, t0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.monotonic()
+    s0, c0, t0, m0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.monotonic(), machine_times()
     time.sleep(duration)
-    s1, c1, t1 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.monotonic()
+    s1, c1, t1, m1 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.monotonic(), machine_times()
     res = [ctx.pool.recv(w, timeout=duration + drain + 60) for w in cmds]
     el = t1 - t0
     return PhaseResult(
@@ -142,19 +158,25 @@ def run_phase(ctx: Ctx, senders_by_worker: dict, mode: str, duration: float, dra
         server_cpu=(s1 - s0) / el * 100, client_cpu=[(b - a) / el * 100 for a, b in zip(c0, c1)],
         errors=_merge_counts(r["errors"] for r in res), error_samples=[x for r in res for x in r["error_samples"]][:3],
         closed=sum(r["closed"] for r in res), late=sum(r["late"] for r in res),
+        machine_busy=machine_busy(m0, m1),
     )
 
 
-def bottleneck(server_cpu: float, client_cpu: list, cores: int, extra: str = "") -> str:
-    total = server_cpu + sum(client_cpu)
+def bottleneck(server_cpu: float, client_cpu: list, cores: int, extra: str = "", busy: float | None = None) -> str:
+    """A label for what limited a figure, from CPU shares measured over the phase.
+
+    server_cpu and client_cpu are % of one core; busy is % of all cores.
+    """
     if server_cpu >= 80:
         b = "server CPU"
     elif client_cpu and max(client_cpu) >= 85:
         b = "client CPU"
-    elif total >= 0.9 * cores * 100:
-        b = "machine CPU (server and clients share the cores)"
+    elif busy is not None and busy >= 90:
+        b = "machine CPU (both cores busy: server, clients, kernel loopback)"
     else:
-        b = "neither CPU saturated (latency/queueing)"
+        b = "no CPU saturated (latency/queueing)"
+    if busy is not None:
+        b += f", machine {busy:.0f}% busy"
     return b + (f" {extra}" if extra else "")
 
 
@@ -265,7 +287,7 @@ def fanout(ctx: Ctx) -> dict:
     out["fan_sat"] = sat_deliv
     lim = first_fail or probe
     out["fan_cpu"] = _cpu_str(lim)
-    out["fan_bottleneck"] = bottleneck(lim.server_cpu, lim.client_cpu, o.cores)
+    out["fan_bottleneck"] = bottleneck(lim.server_cpu, lim.client_cpu, o.cores, busy=lim.machine_busy)
     errs = _merge_counts([probe.errors] + ([first_fail.errors] if first_fail else []))
     if errs:
         out["fan_errors"] = errs
@@ -310,7 +332,7 @@ def small_chats(ctx: Ctx) -> dict:
         "sc_sat_p50": sat.pct(50), "sc_sat_p99": sat.pct(99),
         "sc_half_rate": half.sent / half.elapsed if half.elapsed else 0,
         "sc_p50": half.pct(50), "sc_p99": half.pct(99, missing),
-        "sc_cpu": _cpu_str(sat), "sc_bottleneck": bottleneck(sat.server_cpu, sat.client_cpu, o.cores),
+        "sc_cpu": _cpu_str(sat), "sc_bottleneck": bottleneck(sat.server_cpu, sat.client_cpu, o.cores, busy=sat.machine_busy),
         "sc_prep_secs": t_prep,
     }
     errs = _merge_counts([sat.errors, half.errors])
@@ -394,7 +416,8 @@ def idle(ctx: Ctx) -> dict:
         "idle_cpu": idle_cpu,
         "idle_failed": con["failed"] + con["join_failed"], "idle_closed": alive.closed,
         "idle_conn_cpu": _cpu_str(con),
-        "idle_bottleneck": bottleneck(con["server_cpu"], con["client_cpu"], o.cores, "(during connect)"),
+        "idle_bottleneck": bottleneck(con["server_cpu"], con["client_cpu"], o.cores, "(during connect)",
+                                      busy=con["machine_busy"]),
     }
     if con["samples"]:
         out["idle_fail_samples"] = con["samples"][:2]
@@ -444,7 +467,7 @@ def history(ctx: Ctx) -> dict:
           "path": base + "?limit=100&before={before}", "first_path": base + "?limit=100",
           "headers": hdr, "duration": o.history_secs, "max_pages": 100000, "top_seq": top,
           "pagers": o.history_pagers}
-    s0, c0, t0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter()
+    s0, c0, t0, m0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter(), machine_times()
     res = ctx.pool.call_all(pg, timeout=o.history_secs + 120)
     el = time.perf_counter() - t0
     s1, c1 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds()
@@ -453,7 +476,8 @@ def history(ctx: Ctx) -> dict:
     errors = sum(r["errors"] for r in res.values())
     lat = lat_from(res.values())
     pc = percentiles(lat, (50, 99))
-    cpu = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)]}
+    cpu = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)],
+           "machine_busy": machine_busy(m0, machine_times())}
     ctx.log(f"    paging: {pages} pages ({items} messages) in {el:.1f}s, {errors} errors, "
             f"p50 {pc[50]} p99 {pc[99]} ms, cpu srv/cli {_cpu_str(cpu)}")
     out = {
@@ -461,7 +485,7 @@ def history(ctx: Ctx) -> dict:
         "hist_rps": pages / el if el else None, "hist_items": items / el if el else None,
         "hist_p50": pc[50], "hist_p99": pc[99], "hist_errors": errors,
         "hist_cpu": _cpu_str(cpu),
-        "hist_bottleneck": bottleneck(cpu["server_cpu"], cpu["client_cpu"], o.cores),
+        "hist_bottleneck": bottleneck(cpu["server_cpu"], cpu["client_cpu"], o.cores, busy=cpu["machine_busy"]),
         "hist_seed_cpu": _cpu_str(seed),
         "hist_first_keys": sorted(first.keys()) if isinstance(first, dict) else None,
     }

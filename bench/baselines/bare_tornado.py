@@ -58,6 +58,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             return
         self.user_id = str(claims.get("user_id") or claims.get("sub"))
         self.tenant_id = tenant_id
+        # Tornado leaves Nagle on; small chat frames then wait for delayed ACKs (~40 ms).
+        self.set_nodelay(True)
         self.write_message(json.dumps({
             "type": "connection_established", "message": "Connected to chat service",
             "user_id": self.user_id, "tenant_id": tenant_id, "timestamp": _now_iso(),
