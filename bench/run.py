@@ -46,6 +46,10 @@ def parse_args(argv=None):
                     help="ASGI server for the Channels baseline (default uvicorn: the faster of the two here)")
     ap.add_argument("--mongodb-uri", default=os.environ.get("BENCH_MONGODB_URI"),
                     help="run our server against this MongoDB (default: its embedded mongomock)")
+    ap.add_argument("--ours-dir", help="checkout of our server to run (default: this repository)")
+    ap.add_argument("--history-db", choices=["ferretdb", "embedded"], default="ferretdb",
+                    help="database for our server in the history scenario: FerretDB (SQLite) when its "
+                         "binary is built (.ci/build-ferretdb.sh), else embedded (default ferretdb)")
     ap.add_argument("--budget-secs", type=float, default=560.0,
                     help="skip what is left once the run has taken this long (default 560)")
     ap.add_argument("--json", help="also write all figures to this JSON file")
@@ -60,13 +64,15 @@ def parse_args(argv=None):
     if a.quick:
         a.fanout_sockets, a.step_secs, a.probe_secs = 100, 1.0, 1.0
         a.small_convs = 100
-        a.idle_sockets, a.idle_group, a.connect_concurrency = 1000, 2, 32
-        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 3000, 3.0, 2, 60.0
+        a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 1000, 2, 32, 30.0
+        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 3000, 3.0, 2, 30.0
+        a.prepare_secs = 30.0
     else:
         a.fanout_sockets, a.step_secs, a.probe_secs = 500, 2.5, 2.0
         a.small_convs = 500
-        a.idle_sockets, a.idle_group, a.connect_concurrency = 10000, 2, 32
-        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 10.0, 2, 150.0
+        a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 90.0
+        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 10.0, 2, 60.0
+        a.prepare_secs = 60.0
     return a
 
 
@@ -98,8 +104,9 @@ ROWS = [
     ("idle", "idle_cpu", "  server CPU % while idle", "f1", ""),
     ("idle", "idle_conn_cpu", "  CPU server / clients while connecting", "str", ""),
     ("idle", "idle_bottleneck", "  bottleneck", "str", ""),
-    ("history", "hist_seeded", "history: messages seeded over WS", "int", ""),
-    ("history", "hist_seed_rate", "  seeding msgs/s (WS, 16 in flight/socket)", "int", ""),
+    ("history", "hist_db", "history: database", "str", ""),
+    ("history", "hist_seeded", "  messages in the conversation", "int", "100,000"),
+    ("history", "hist_seed_how", "  seeded how", "str", ""),
     ("history", "hist_rps", "  pages/s (limit=100, before=seq)", "f1", ""),
     ("history", "hist_items", "  messages/s read", "int", ""),
     ("history", "hist_p50", "  p50 / ms", "f1", ""),
@@ -173,6 +180,15 @@ def render_table(results, a, servers, header_lines) -> str:
     return "\n".join(lines)
 
 
+def background_load(secs: float = 1.0) -> float:
+    import psutil
+
+    from bench.scenarios import machine_busy
+    a = psutil.cpu_times()
+    time.sleep(secs)
+    return machine_busy(a, psutil.cpu_times())
+
+
 def main(argv=None):
     a = parse_args(argv)
     t_start = time.monotonic()
@@ -183,6 +199,10 @@ def main(argv=None):
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"# chat bench: {a.cores} cores, {platform.python_implementation()} {platform.python_version()}, "
         f"{a.clients} client processes, RLIMIT_NOFILE {soft}/{hard}, logs in {logdir}")
+    bg = background_load()
+    log(f"  machine busy before the run: {bg:.0f}% of {a.cores} cores (other processes)")
+    if bg > 10:
+        log("  warning: something else is using the CPU; figures will be lower and noisier")
     need_fd = a.idle_sockets + 200
     if "idle" in a.scenarios and soft < need_fd:
         log(f"  warning: RLIMIT_NOFILE soft limit {soft} < {need_fd}: the idle scenario will hit it")
@@ -241,7 +261,8 @@ def main(argv=None):
         f"Chat backend benchmark, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, one run, loopback only.",
         f"Machine: {a.cores} cores, {platform.system()} {platform.machine()}, "
         f"{platform.python_implementation()} {platform.python_version()}; servers and "
-        f"{a.clients} load-generator processes share these cores. Total run time {total:.0f}s"
+        f"{a.clients} load-generator processes share these cores. Machine {bg:.0f}% busy before the run. "
+        f"Total run time {total:.0f}s"
         + (" (--quick: smaller loads)" if a.quick else "") + ".",
         "Servers: " + "; ".join(f"{s.label}: {s.storage_note}" for s in servers) + ".",
         "The baselines store nothing while ours stores every message before broadcasting it: "

@@ -80,7 +80,8 @@ def _merge_counts(dicts):
     return out
 
 
-def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin: dict | None = None) -> dict:
+def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin: dict | None = None,
+            max_secs: float | None = None) -> dict:
     """Open one socket per (user, [conversation ids]) spec, spread over the workers.
 
     ``pin`` maps a spec index to a worker id (e.g. keep the sender on worker 0).
@@ -105,7 +106,8 @@ def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin:
     m0 = machine_times()
     t0 = time.perf_counter()
     res = ctx.pool.call({w: {"cmd": "connect", "host": "127.0.0.1", "port": ctx.server.port, "socks": b,
-                             "concurrency": concurrency, "timeout": 60.0}
+                             "concurrency": concurrency, "timeout": 60.0,
+                             "deadline": time.time() + max_secs if max_secs else None}
                          for w, b in batches.items() if b}, timeout=600)
     wall = time.perf_counter() - t0
     s1 = ctx.server.cpu_seconds()
@@ -117,10 +119,13 @@ def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin:
     samples = [s for r in res.values() for s in r["fail_samples"] + r["join_fail_samples"]][:5]
     t_connect = max(r["t_connect"] for r in res.values())
     t_join = max(r["t_join"] for r in res.values())
+    skipped = sum(r.get("skipped", 0) for r in res.values())
+    if skipped:
+        ctx.log(f"    connect: time limit of {max_secs:.0f}s reached, {skipped} sockets/joins not attempted")
     if failed or join_failed:
         ctx.log(f"    connect: {failed} connect failures, {join_failed} join failures: {samples[:3]}")
     return {
-        "connected": connected, "joined": joined, "failed": failed, "join_failed": join_failed,
+        "connected": connected, "joined": joined, "failed": failed, "join_failed": join_failed, "skipped": skipped,
         "t_connect": t_connect, "t_join": t_join, "wall": wall, "samples": samples,
         "conn_rate": connected / t_connect if t_connect > 0 else None,
         "join_rate": joined / t_join if t_join > 0 else None,
@@ -177,6 +182,9 @@ def bottleneck(server_cpu: float, client_cpu: list, cores: int, extra: str = "",
         b = "no CPU saturated (latency/queueing)"
     if busy is not None:
         b += f", machine {busy:.0f}% busy"
+        other = busy * cores - server_cpu - sum(client_cpu)
+        if other >= 25:
+            b += f" (other processes/kernel: {other:.0f}% of a core)"
     return b + (f" {extra}" if extra else "")
 
 
@@ -186,6 +194,23 @@ def _cpu_str(p: PhaseResult | dict) -> str:
     else:
         s, c = p.server_cpu, p.client_cpu
     return f"{s:.0f}% / {sum(c):.0f}% ({'+'.join(f'{x:.0f}' for x in c)})"
+
+
+def prepare(ctx: Ctx, groups: list, tag: str) -> tuple[list, list, float]:
+    """Create conversations (bounded in time); returns (ids, their groups, seconds)."""
+    t0 = time.perf_counter()
+    ids = ctx.server.prepare(groups, tag)
+    el = time.perf_counter() - t0
+    kept = [(i, g) for i, g in zip(ids, groups) if i is not None]
+    if len(kept) < len(groups):
+        ctx.log(f"    set-up: only {len(kept)}/{len(groups)} conversations created within "
+                f"{ctx.opts.prepare_secs:.0f}s; going on with those")
+    if not kept:
+        raise RuntimeError("no conversation could be created")
+    if el > 2:
+        ctx.log(f"    set-up: {len(kept)} conversations created over REST in {el:.1f}s "
+                f"({len(kept) / el:.0f}/s)")
+    return [k[0] for k in kept], [k[1] for k in kept], el
 
 
 def _r(x):
@@ -225,7 +250,7 @@ def fanout(ctx: Ctx) -> dict:
     n = o.fanout_sockets
     step = o.step_secs
     users = [f"fan{i}" for i in range(n)]
-    conv = ctx.server.prepare([users], "fan")[0]
+    conv = prepare(ctx, [users], "fan")[0][0]
     con = connect(ctx, [(u, [conv]) for u in users], pin={0: 0})
     if con["joined"] < n:
         raise RuntimeError(f"fan-out: only {con['joined']}/{n} sockets joined: {con['samples'][:2]}")
@@ -301,9 +326,7 @@ def small_chats(ctx: Ctx) -> dict:
     n_conv = o.small_convs
     users = [f"sc{i}" for i in range(2 * n_conv)]
     groups = [[users[2 * i], users[2 * i + 1]] for i in range(n_conv)]
-    t0 = time.perf_counter()
-    convs = ctx.server.prepare(groups, "pair")
-    t_prep = time.perf_counter() - t0
+    convs, groups, t_prep = prepare(ctx, groups, "pair")
     specs = []
     for i, c in enumerate(convs):
         specs.append((groups[i][0], [c]))
@@ -345,34 +368,32 @@ def small_chats(ctx: Ctx) -> dict:
 
 
 def verify_stored(ctx: Ctx, convs, groups, sample: int = 20) -> str:
-    """Every message stored?  For a sample of conversations, compare the newest
-    stored seq (read back over REST) with the seq at join plus what was sent."""
+    """Every message stored?  For a sample of conversations, count the bench's
+    messages read back over REST and compare with what their members sent."""
     res = ctx.pool.call_all({"cmd": "sent_by_conv"}, timeout=60)
     sent: dict = {}
-    joined: dict = {}
     for r in res.values():
         for k, v in r["sent"].items():
             sent[k] = sent.get(k, 0) + v
-        for k, v in r["joined"].items():
-            joined[k] = min(joined.get(k, v), v)
     step = max(1, len(convs) // sample)
-    ok = 0
-    checked = 0
+    ok = checked = 0
+    total_sent = total_stored = 0
     bad = []
     for i in range(0, len(convs), step):
         cid = str(convs[i])
         checked += 1
         try:
-            top = ctx.server.newest_seq(cid, groups[i][0])
+            stored = ctx.server.count_bench_messages(cid, groups[i][0])
         except Exception as e:  # noqa: BLE001
-            bad.append(f"{cid}: {e}")
+            bad.append(f"{cid}: {e}"[:200])
             continue
-        expect = (joined.get(cid) or 0) + sent.get(cid, 0)
-        if top == expect:
+        total_sent += sent.get(cid, 0)
+        total_stored += stored
+        if stored == sent.get(cid, 0):
             ok += 1
         else:
-            bad.append(f"{cid}: newest seq {top}, expected {expect}")
-    out = f"{ok}/{checked} sampled conversations complete"
+            bad.append(f"{cid}: {stored} stored, {sent.get(cid, 0)} sent")
+    out = f"{ok}/{checked} sampled: {total_stored}/{total_sent} stored"
     if bad:
         out += f" (e.g. {bad[0]})"
     return out
@@ -385,16 +406,14 @@ def idle(ctx: Ctx) -> dict:
     k = o.idle_group
     users = [f"id{i}" for i in range(n)]
     groups = [users[i:i + k] for i in range(0, n, k)]
-    t0 = time.perf_counter()
-    convs = ctx.server.prepare(groups, "idle")
-    t_prep = time.perf_counter() - t0
+    convs, groups, t_prep = prepare(ctx, groups, "idle")
     specs = []
     for g, c in zip(groups, convs):
         for u in g:
             specs.append((u, [c]))
     time.sleep(1.0)
     rss0, thr0 = ctx.server.rss(), ctx.server.threads()
-    con = connect(ctx, specs, concurrency=o.connect_concurrency)
+    con = connect(ctx, specs, concurrency=o.connect_concurrency, max_secs=o.idle_connect_secs)
     time.sleep(2.0)
     rss1, thr1 = ctx.server.rss(), ctx.server.threads()
     # idle CPU: nothing is sent for a few seconds
@@ -405,7 +424,7 @@ def idle(ctx: Ctx) -> dict:
     alive = run_phase(ctx, {}, "none", 0.5, drain=0.1)
     live = con["joined"]
     out = {
-        "idle_n": live,
+        "idle_n": live if not con["skipped"] else f"{live:,} of {n:,} (time limit {o.idle_connect_secs:.0f}s)",
         "idle_rss_per_1k": (rss1 - rss0) / (live / 1000) / 2**20 if live else None,
         "idle_rss_total": rss1 / 2**20,
         "idle_conn_rate": con["conn_rate"], "idle_join_rate": con["join_rate"],
@@ -427,50 +446,69 @@ def idle(ctx: Ctx) -> dict:
 
 # --------------------------------------------------------------------------- 4
 def history(ctx: Ctx) -> dict:
+    """Page through one big conversation over REST (our server only).
+
+    Seeding: with a database behind MONGODB_URI (FerretDB or --mongodb-uri) the messages
+    are bulk-inserted there (built by our storage code); with the embedded database,
+    which lives inside the server process, they are sent over WebSocket, bounded in time.
+    """
+    import json
+
+    from .common import make_token
+
     o = ctx.opts
+    srv = ctx.server
     n_send = max(1, ctx.pool.n)
     users = [f"hist{i}" for i in range(n_send)]
-    conv = ctx.server.prepare([users], "hist")[0]
+    conv = prepare(ctx, [users], "hist")[0][0]
     con = connect(ctx, [(u, [conv]) for u in users])
     if con["joined"] < n_send:
         raise RuntimeError(f"history: joins failed: {con['samples'][:2]}")
-    per = o.history_messages // n_send
-    ctx.phase_id += 1
-    cmds = {}
-    for gi in range(n_send):
-        w, li = ctx.where[gi]
-        cmds.setdefault(w, {"cmd": "seed", "senders": [], "count": per, "window": 16, "phase": ctx.phase_id,
-                            "timeout": o.seed_timeout})["senders"].append((li, conv))
-    s0, c0, t0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter()
-    res = ctx.pool.call(cmds, timeout=o.seed_timeout + 60)
-    el = time.perf_counter() - t0
-    s1, c1 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds()
-    acked = sum(r["own"] for r in res.values())
-    seed = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)]}
-    seed_el = el
-    ctx.log(f"    seeded {acked} messages in {el:.1f}s ({acked / el:.0f} msg/s), cpu srv/cli {_cpu_str(seed)}")
-    _close(ctx)
-    # newest seq
+    target = o.history_messages
+    out = {"hist_db": srv.db_label}
+    if srv.uri:
+        # the newest seq so far (system messages of the creation)
+        status, body = srv.rest_get(f"/api/notifications/chat/conversations/{conv}/messages/?limit=100", users[0])
+        last = 0
+        if status == 200:
+            last = max([m.get("seq") or 0 for m in json.loads(body).get("results") or []] + [0])
+        el = srv.bulk_seed(conv, users[0], last + 1, target)
+        out["hist_seeded"] = target
+        out["hist_seed_how"] = f"bulk insert through MONGODB_URI, {target / el:,.0f} msgs/s"
+        ctx.log(f"    seeded {target} messages into {srv.db_label} in {el:.1f}s")
+        _close(ctx)
+    else:
+        per = target // n_send
+        ctx.phase_id += 1
+        cmds = {}
+        for gi in range(n_send):
+            w, li = ctx.where[gi]
+            cmds.setdefault(w, {"cmd": "seed", "senders": [], "count": per, "window": 16, "phase": ctx.phase_id,
+                                "timeout": o.seed_timeout})["senders"].append((li, conv))
+        s0, c0, t0 = srv.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter()
+        res = ctx.pool.call(cmds, timeout=o.seed_timeout + 60)
+        el = time.perf_counter() - t0
+        s1, c1 = srv.cpu_seconds(), ctx.pool.cpu_seconds()
+        acked = sum(r["own"] for r in res.values())
+        seed = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)]}
+        ctx.log(f"    seeded {acked} messages over WS in {el:.1f}s ({acked / el:.0f} msg/s), "
+                f"cpu srv/cli {_cpu_str(seed)}")
+        out["hist_seeded"] = acked if acked >= target else f"{acked:,} of {target:,} (time limit {o.seed_timeout:.0f}s)"
+        out["hist_seed_how"] = f"over WS, 16 in flight per socket: {acked / el:,.0f} msgs/s"
+        _close(ctx)
+        target = acked
     base = f"/api/notifications/chat/conversations/{conv}/messages/"
-    status, body = ctx.server.rest_get(base + "?limit=1", users[0])
-    import json
-    top = acked
-    first = {}
-    if status == 200:
-        first = json.loads(body)
-        seqs = [m.get("seq") for m in first.get("results") or [] if m.get("seq")]
-        if seqs:
-            top = max(max(seqs), top)
-    from .common import make_token
     hdr = {"Authorization": f"Bearer {make_token(users[0])}"}
-    pg = {"cmd": "http_pager", "host": "127.0.0.1", "port": ctx.server.port,
+    pg = {"cmd": "http_pager", "host": "127.0.0.1", "port": srv.port,
           "path": base + "?limit=100&before={before}", "first_path": base + "?limit=100",
-          "headers": hdr, "duration": o.history_secs, "max_pages": 100000, "top_seq": top,
+          "headers": hdr, "duration": o.history_secs, "max_pages": 100000, "top_seq": target + 1,
           "pagers": o.history_pagers}
-    s0, c0, t0, m0 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter(), machine_times()
+    d0 = srv.db_cpu_seconds() if hasattr(srv, "db_cpu_seconds") else None
+    s0, c0, t0, m0 = srv.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter(), machine_times()
     res = ctx.pool.call_all(pg, timeout=o.history_secs + 120)
     el = time.perf_counter() - t0
-    s1, c1 = ctx.server.cpu_seconds(), ctx.pool.cpu_seconds()
+    s1, c1 = srv.cpu_seconds(), ctx.pool.cpu_seconds()
+    d1 = srv.db_cpu_seconds() if hasattr(srv, "db_cpu_seconds") else None
     pages = sum(r["pages"] for r in res.values())
     items = sum(r["items"] for r in res.values())
     errors = sum(r["errors"] for r in res.values())
@@ -478,17 +516,22 @@ def history(ctx: Ctx) -> dict:
     pc = percentiles(lat, (50, 99))
     cpu = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)],
            "machine_busy": machine_busy(m0, machine_times())}
+    db_cpu = (d1 - d0) / el * 100 if d0 is not None and d1 is not None else None
     ctx.log(f"    paging: {pages} pages ({items} messages) in {el:.1f}s, {errors} errors, "
-            f"p50 {pc[50]} p99 {pc[99]} ms, cpu srv/cli {_cpu_str(cpu)}")
-    out = {
-        "hist_seeded": acked, "hist_seed_rate": acked / seed_el if seed_el else None,
+            f"p50 {_r(pc[50])} p99 {_r(pc[99])} ms, cpu srv/cli {_cpu_str(cpu)}"
+            + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""))
+    if db_cpu is not None and db_cpu >= 80:
+        bn = f"the database ({srv.db_label}, {db_cpu:.0f}% CPU)"
+    elif srv.db_label == "embedded mongomock" and cpu["server_cpu"] >= 80:
+        bn = "server CPU, spent in the embedded mongomock (scans every document per query)"
+    else:
+        bn = bottleneck(cpu["server_cpu"], cpu["client_cpu"], o.cores, busy=cpu["machine_busy"])
+    out.update({
         "hist_rps": pages / el if el else None, "hist_items": items / el if el else None,
         "hist_p50": pc[50], "hist_p99": pc[99], "hist_errors": errors,
-        "hist_cpu": _cpu_str(cpu),
-        "hist_bottleneck": bottleneck(cpu["server_cpu"], cpu["client_cpu"], o.cores, busy=cpu["machine_busy"]),
-        "hist_seed_cpu": _cpu_str(seed),
-        "hist_first_keys": sorted(first.keys()) if isinstance(first, dict) else None,
-    }
+        "hist_cpu": _cpu_str(cpu) + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""),
+        "hist_bottleneck": bn,
+    })
     samples = [s for r in res.values() for s in r["samples"]]
     if samples:
         out["hist_error_samples"] = samples[:2]

@@ -53,6 +53,9 @@ class Server:
     def available(self) -> tuple[bool, str]:
         return True, ""
 
+    def cwd(self) -> str:
+        return REPO_ROOT
+
     def prepare(self, groups: list[list[str]], tag: str) -> list:
         """Conversation ids for the given member lists (first member is the creator)."""
         return [f"{tag}-{i}" for i in range(len(groups))]
@@ -66,7 +69,7 @@ class Server:
         full_env.update(env)
         self.log_path = os.path.join(self.logdir, f"{self.key}-{scenario}-{self._n}.log")
         self.logfile = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=full_env, stdout=self.logfile,
+        self.proc = subprocess.Popen(argv, cwd=self.cwd(), env=full_env, stdout=self.logfile,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if not wait_port(self.port, self.start_timeout, self.proc):
             self.stop()
@@ -169,25 +172,107 @@ class Ours(Server):
     label = "ours (Tornado + pykka)"
     has_history = True
 
+    def __init__(self, opts, logdir):
+        super().__init__(opts, logdir)
+        self.ferret = None
+        self.uri = None
+        self.db_name = None
+        self.db_label = "embedded mongomock"
+
     @property
     def storage_note(self):
         if self.opts.mongodb_uri:
-            return "stores every message (MongoDB at MONGODB_URI)"
-        return "stores every message (embedded mongomock)"
+            return "stores every message (MongoDB at --mongodb-uri)"
+        return "stores every message (embedded mongomock; history scenario: see its rows)"
+
+    def start(self, scenario: str):
+        from .ferret import Ferret, find_binary
+
+        self.uri = self.opts.mongodb_uri
+        self.db_label = "MongoDB at --mongodb-uri" if self.uri else "embedded mongomock"
+        if not self.uri and scenario == "history" and self.opts.history_db == "ferretdb":
+            binary = find_binary()
+            if binary:
+                self.ferret = Ferret(binary, os.path.join(self.logdir, f"ferretdb-{scenario}.log"))
+                self.uri = self.ferret.start()
+                self.db_label = "FerretDB 1.24 + SQLite"
+        self.db_name = f"bench_{int(time.time())}_{self._n + 1}"
+        try:
+            super().start(scenario)
+        except BaseException:
+            self._stop_db()
+            raise
+
+    def stop(self):
+        super().stop()
+        self._stop_db()
+
+    def _stop_db(self):
+        if self.ferret is not None:
+            self.ferret.stop()
+            self.ferret = None
+
+    def db_cpu_seconds(self):
+        if self.ferret is None or self.ferret.pid() is None:
+            return None
+        try:
+            t = psutil.Process(self.ferret.pid()).cpu_times()
+            return t.user + t.system
+        except psutil.Error:
+            return None
+
+    def bulk_seed(self, conversation_id: str, sender_id: str, first_seq: int, count: int, batch: int = 2000) -> float:
+        """Insert ``count`` messages straight into the database behind MONGODB_URI.
+
+        Documents are built by our own ``storage.messages.MessageRepository.build`` so the
+        layout follows the server's; seq continues from ``first_seq``.  Returns seconds taken.
+        """
+        import datetime as dt
+
+        import pymongo
+
+        import importlib
+        import sys as _sys
+
+        if self.root not in _sys.path:
+            _sys.path.insert(0, self.root)
+        MessageRepository = importlib.import_module("storage.messages").MessageRepository  # noqa: N806
+
+        client = pymongo.MongoClient(self.uri, tz_aware=True)
+        try:
+            col = client[self.db_name][MessageRepository.collection_name]
+            t0 = time.perf_counter()
+            base = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=count)
+            for start in range(0, count, batch):
+                docs = []
+                for i in range(start, min(count, start + batch)):
+                    d = MessageRepository.build(TENANT, conversation_id, sender_id,
+                                                content=f"B|0|0|seed|history message {i}",
+                                                message_type="text", client_msg_id=f"seed-{i}")
+                    d["seq"] = first_seq + i
+                    d["created_at"] = base + dt.timedelta(seconds=i)
+                    docs.append(d)
+                col.insert_many(docs, ordered=False)
+            return time.perf_counter() - t0
+        finally:
+            client.close()
+
+    @property
+    def root(self) -> str:
+        return os.path.abspath(self.opts.ours_dir or REPO_ROOT)
 
     def _argv(self):
-        exe = shutil.which("chat-server") or os.path.join(os.path.dirname(PY), "chat-server")
-        if os.path.exists(exe):
-            return [exe, "serve"]
+        """``python -m web serve`` from the checkout under test (same as the ``chat-server serve``
+        console script, without depending on which checkout ``pip install -e`` pointed at)."""
         return [PY, "-m", "web", "serve"]
 
     def available(self):
-        if not os.path.isdir(os.path.join(REPO_ROOT, "web")):
-            return False, "web/ does not exist yet"
-        exe = shutil.which("chat-server") or os.path.join(os.path.dirname(PY), "chat-server")
-        if not os.path.exists(exe) and not os.path.exists(os.path.join(REPO_ROOT, "web", "__main__.py")):
-            return False, "no chat-server console script (pip install -e .) and no web/__main__.py"
+        if not os.path.isfile(os.path.join(self.root, "web", "__main__.py")):
+            return False, f"no {self.root}/web/__main__.py (our server is not there)"
         return True, ""
+
+    def cwd(self) -> str:
+        return self.root
 
     def command(self, port):
         env = {
@@ -199,11 +284,11 @@ class Ours(Server):
             "FLOOD_CLOSE_AFTER": "1000000",
             "MAX_CONNECTIONS_PER_USER": "100000",
             "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": REPO_ROOT,
+            "PYTHONPATH": self.root,
         }
-        if self.opts.mongodb_uri:
-            env["MONGODB_URI"] = self.opts.mongodb_uri
-            env["MONGODB_DB"] = f"bench_{int(time.time())}_{self._n}"
+        if self.uri:
+            env["MONGODB_URI"] = self.uri
+            env["MONGODB_DB"] = self.db_name
         return self._argv(), env
 
     # -- REST set-up --------------------------------------------------------
@@ -212,13 +297,14 @@ class Ours(Server):
 
     async def _prepare(self, groups, concurrency: int = 8):
         ids: list = [None] * len(groups)
-        queue = list(enumerate(groups))
+        queue = list(enumerate(groups))[::-1]
         errors: list[str] = []
+        deadline = time.monotonic() + self.opts.prepare_secs
 
         async def worker():
             cli = KeepAliveHTTP("127.0.0.1", self.port)
             try:
-                while queue:
+                while queue and time.monotonic() < deadline:
                     i, members = queue.pop()
                     owner = members[0]
                     hdr = {"Authorization": f"Bearer {make_token(owner)}", "Content-Type": "application/json"}
@@ -237,6 +323,26 @@ class Ours(Server):
         if errors:
             raise ServerFailed(errors[0])
         return ids
+
+    def count_bench_messages(self, conversation_id: str, user: str, max_pages: int = 50) -> int:
+        """Stored messages of the bench (content starting with "B|") in a conversation,
+        following the list endpoint's ``next`` links whatever its order."""
+        from urllib.parse import urlparse
+
+        path = f"/api/notifications/chat/conversations/{conversation_id}/messages/?limit=100"
+        n = 0
+        for _ in range(max_pages):
+            status, body = self.rest_get(path, user)
+            if status != 200:
+                raise ServerFailed(f"GET {path}: HTTP {status} {body[:200]!r}")
+            d = json.loads(body)
+            n += sum(1 for m in d.get("results") or [] if str(m.get("content", "")).startswith("B|"))
+            nxt = d.get("next")
+            if not nxt:
+                return n
+            u = urlparse(str(nxt))
+            path = (u.path or path.split("?")[0]) + ("?" + u.query if u.query else "")
+        return n
 
     def rest_get(self, path: str, user: str):
         async def go():

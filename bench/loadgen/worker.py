@@ -196,8 +196,14 @@ class Worker:
         failures = []
         conn_lat = array("q")
 
+        deadline = c.get("deadline") or float("inf")  # epoch secs: stop opening after it
+        skipped = [0]
+
         async def one_connect(sock, path):
             async with sem:
+                if time.time() > deadline:
+                    skipped[0] += 1
+                    return
                 t0 = time.perf_counter_ns()
                 sock.est_waiter = loop.create_future()
                 try:
@@ -220,6 +226,9 @@ class Worker:
                 return
             for cid in sock.convs:
                 async with sem:
+                    if time.time() > deadline:
+                        skipped[0] += 1
+                        return
                     t0 = time.perf_counter_ns()
                     w = loop.create_future()
                     sock.join_waiters[str(cid)] = w
@@ -239,7 +248,7 @@ class Worker:
             "connected": len(conn_lat), "failed": len(failures), "fail_samples": failures[:5],
             "t_connect": t_connect, "conn_lat": conn_lat.tobytes(),
             "joined": len(join_lat), "join_failed": len(join_fail), "join_fail_samples": join_fail[:5],
-            "t_join": t_join, "join_lat": join_lat.tobytes(),
+            "t_join": t_join, "join_lat": join_lat.tobytes(), "skipped": skipped[0],
         }
 
     async def cmd_phase(self, c):
