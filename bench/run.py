@@ -50,6 +50,10 @@ def parse_args(argv=None):
     ap.add_argument("--history-db", choices=["ferretdb", "embedded"], default="ferretdb",
                     help="database for our server in the history scenario: FerretDB (SQLite) when its "
                          "binary is built (.ci/build-ferretdb.sh), else embedded (default ferretdb)")
+    ap.add_argument("--history-messages", type=int, dest="history_messages_cli",
+                    help="override the history conversation size")
+    ap.add_argument("--history-pagers", type=int, dest="history_pagers_cli",
+                    help="override the number of concurrent pagers (in all)")
     ap.add_argument("--budget-secs", type=float, default=560.0,
                     help="skip what is left once the run has taken this long (default 560)")
     ap.add_argument("--json", help="also write all figures to this JSON file")
@@ -65,14 +69,22 @@ def parse_args(argv=None):
         a.fanout_sockets, a.step_secs, a.probe_secs = 100, 1.0, 1.0
         a.small_convs = 100
         a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 1000, 2, 32, 30.0
+        a.idle_per_user = 4
         a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 3000, 3.0, 2, 30.0
+        a.history_request_timeout = 30.0
         a.prepare_secs = 30.0
     else:
         a.fanout_sockets, a.step_secs, a.probe_secs = 500, 2.5, 2.0
         a.small_convs = 500
         a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 90.0
-        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 10.0, 2, 60.0
+        a.idle_per_user = 4
+        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 20.0, 2, 45.0
+        a.history_request_timeout = 60.0
         a.prepare_secs = 60.0
+    if a.history_messages_cli:
+        a.history_messages = a.history_messages_cli
+    if a.history_pagers_cli:
+        a.history_pagers = a.history_pagers_cli
     return a
 
 
@@ -94,20 +106,22 @@ ROWS = [
     ("small", "sc_stored", "  stored check (REST read-back)", "str", "every message stored"),
     ("small", "sc_cpu", "  CPU server / clients sustained", "str", ""),
     ("small", "sc_bottleneck", "  bottleneck", "str", ""),
-    ("idle", "idle_n", "idle: sockets connected and joined", "int", ""),
+    ("idle", "idle_n", "idle: sockets connected and joined", "int", "10,000"),
     ("idle", "idle_convs", "  conversations (live)", "int", ""),
     ("idle", "idle_rss_per_1k", "  server RSS MiB per 1,000 connections", "f1", "< 50"),
     ("idle", "idle_rss_total", "  server RSS MiB total", "f1", ""),
     ("idle", "idle_threads", "  server threads before -> after", "str", "bounded"),
-    ("idle", "idle_conn_rate", "  connection setup/s (handshake+auth)", "int", ""),
-    ("idle", "idle_join_rate", "  joins/s", "int", ""),
+    ("idle", "idle_setup_rate", "  sockets set up/s (connect+auth+join)", "int", ""),
+    ("idle", "idle_conn_lat", "  connect+auth p50 / p99 ms", "str", ""),
+    ("idle", "idle_join_lat", "  join p50 / p99 ms", "str", ""),
     ("idle", "idle_cpu", "  server CPU % while idle", "f1", ""),
-    ("idle", "idle_conn_cpu", "  CPU server / clients while connecting", "str", ""),
+    ("idle", "idle_conn_cpu", "  CPU server / clients during set-up", "str", ""),
     ("idle", "idle_bottleneck", "  bottleneck", "str", ""),
     ("history", "hist_db", "history: database", "str", ""),
     ("history", "hist_seeded", "  messages in the conversation", "int", "100,000"),
     ("history", "hist_seed_how", "  seeded how", "str", ""),
-    ("history", "hist_rps", "  pages/s (limit=100, before=seq)", "f1", ""),
+    ("history", "hist_pages", "  pages read (limit=100, before=seq)", "int", ""),
+    ("history", "hist_rps", "  pages/s", "f1", ""),
     ("history", "hist_items", "  messages/s read", "int", ""),
     ("history", "hist_p50", "  p50 / ms", "f1", ""),
     ("history", "hist_p99", "  p99 / ms", "f1", ""),
@@ -115,7 +129,7 @@ ROWS = [
     ("history", "hist_bottleneck", "  bottleneck", "str", ""),
 ]
 RATIO_KEYS = {"fan_deliv", "fan_sat", "sc_msgs", "sc_deliv", "sc_p99", "sc_p50", "fan_p99", "idle_rss_per_1k",
-              "idle_conn_rate", "idle_join_rate", "idle_rss_total"}
+              "idle_setup_rate", "idle_rss_total"}
 
 
 def fmt(v, kind):
@@ -269,7 +283,8 @@ def main(argv=None):
         "this favours the baselines.",
         f"Loads: fan-out {a.fanout_sockets} sockets in one conversation, one sender; small chats "
         f"{2 * a.small_convs} sockets in {a.small_convs} two-person conversations, all sending; idle "
-        f"{a.idle_sockets} sockets in conversations of {a.idle_group}; history {a.history_messages} messages "
+        f"{a.idle_sockets} sockets ({a.idle_per_user} per user) in {a.idle_sockets // a.idle_per_user // a.idle_group} "
+        f"conversations of {a.idle_group}; history {a.history_messages} messages "
         f"in one conversation (our server only: the baselines have no REST history).",
         "CPU is % of one core (server / sum of clients (each client)); a single-threaded server tops out near 100%.",
     ]

@@ -65,11 +65,21 @@ def machine_times():
     return psutil.cpu_times()
 
 
-def machine_busy(a, b) -> float:
+class Busy(float):
+    """% of all cores busy; ``.irq`` is the part spent in interrupts/softirqs (the kernel's
+    loopback networking, mostly), as % of one core."""
+    irq = 0.0
+
+
+def machine_busy(a, b) -> Busy:
     """% of all cores busy between two psutil.cpu_times() snapshots."""
     tot = sum(b) - sum(a)
     idle = (b.idle - a.idle) + (getattr(b, "iowait", 0) - getattr(a, "iowait", 0))
-    return 100.0 * (tot - idle) / tot if tot > 0 else 0.0
+    out = Busy(100.0 * (tot - idle) / tot if tot > 0 else 0.0)
+    irq = (getattr(b, "softirq", 0) - getattr(a, "softirq", 0)) + (getattr(b, "irq", 0) - getattr(a, "irq", 0))
+    ncpu = psutil.cpu_count() or 1
+    out.irq = 100.0 * irq / (tot / ncpu) if tot > 0 else 0.0
+    return out
 
 
 def _merge_counts(dicts):
@@ -177,14 +187,17 @@ def bottleneck(server_cpu: float, client_cpu: list, cores: int, extra: str = "",
     elif client_cpu and max(client_cpu) >= 85:
         b = "client CPU"
     elif busy is not None and busy >= 90:
-        b = "machine CPU (both cores busy: server, clients, kernel loopback)"
+        b = "machine CPU (all cores busy)"
     else:
         b = "no CPU saturated (latency/queueing)"
     if busy is not None:
-        b += f", machine {busy:.0f}% busy"
-        other = busy * cores - server_cpu - sum(client_cpu)
-        if other >= 25:
-            b += f" (other processes/kernel: {other:.0f}% of a core)"
+        b += f"; machine {busy:.0f}% busy"
+        irq = getattr(busy, "irq", 0.0)
+        other = busy * cores - server_cpu - sum(client_cpu) - irq
+        if irq >= 10:
+            b += f", softirq {irq:.0f}%"
+        if other >= 15:
+            b += f", other processes {other:.0f}%"
     return b + (f" {extra}" if extra else "")
 
 
@@ -404,17 +417,24 @@ def idle(ctx: Ctx) -> dict:
     o = ctx.opts
     n = o.idle_sockets
     k = o.idle_group
-    users = [f"id{i}" for i in range(n)]
-    groups = [users[i:i + k] for i in range(0, n, k)]
+    per_user = o.idle_per_user
+    users = [f"id{i}" for i in range(n // per_user)]
+    groups = [users[i:i + k] for i in range(0, len(users), k)]
     convs, groups, t_prep = prepare(ctx, groups, "idle")
     specs = []
     for g, c in zip(groups, convs):
         for u in g:
-            specs.append((u, [c]))
-    time.sleep(1.0)
+            for _ in range(per_user):
+                specs.append((u, [c]))
+    n = len(specs)
+    settle(ctx)
     rss0, thr0 = ctx.server.rss(), ctx.server.threads()
     con = connect(ctx, specs, concurrency=o.connect_concurrency, max_secs=o.idle_connect_secs)
-    time.sleep(2.0)
+    # let work queued by the connections (presence, joins) finish, bounded
+    t_s = time.monotonic()
+    settle(ctx, max_secs=20.0)
+    settle_secs = time.monotonic() - t_s
+    time.sleep(1.0)
     rss1, thr1 = ctx.server.rss(), ctx.server.threads()
     # idle CPU: nothing is sent for a few seconds
     s0 = ctx.server.cpu_seconds()
@@ -423,19 +443,20 @@ def idle(ctx: Ctx) -> dict:
     idle_cpu = (ctx.server.cpu_seconds() - s0) / (time.monotonic() - ti) * 100
     alive = run_phase(ctx, {}, "none", 0.5, drain=0.1)
     live = con["joined"]
+    cl, jl = percentiles(con["conn_lat"], (50, 99)), percentiles(con["join_lat"], (50, 99))
     out = {
-        "idle_n": live if not con["skipped"] else f"{live:,} of {n:,} (time limit {o.idle_connect_secs:.0f}s)",
+        "idle_n": live if live == n else f"{live:,} of {n:,} (in the {o.idle_connect_secs:.0f}s limit)",
         "idle_rss_per_1k": (rss1 - rss0) / (live / 1000) / 2**20 if live else None,
         "idle_rss_total": rss1 / 2**20,
-        "idle_conn_rate": con["conn_rate"], "idle_join_rate": con["join_rate"],
-        "idle_conn_p99": percentiles(con["conn_lat"], (99,))[99],
+        "idle_setup_rate": live / con["wall"] if con["wall"] else None,
+        "idle_conn_lat": f"{_r(cl[50])} / {_r(cl[99])}", "idle_join_lat": f"{_r(jl[50])} / {_r(jl[99])}",
         "idle_threads": f"{thr0} -> {thr1}",
         "idle_threads_after": thr1,
         "idle_convs": len(convs), "idle_prep_secs": t_prep,
-        "idle_cpu": idle_cpu,
+        "idle_cpu": idle_cpu, "idle_settle_secs": settle_secs,
         "idle_failed": con["failed"] + con["join_failed"], "idle_closed": alive.closed,
         "idle_conn_cpu": _cpu_str(con),
-        "idle_bottleneck": bottleneck(con["server_cpu"], con["client_cpu"], o.cores, "(during connect)",
+        "idle_bottleneck": bottleneck(con["server_cpu"], con["client_cpu"], o.cores, "(during set-up)",
                                       busy=con["machine_busy"]),
     }
     if con["samples"]:
@@ -502,22 +523,28 @@ def history(ctx: Ctx) -> dict:
     pg = {"cmd": "http_pager", "host": "127.0.0.1", "port": srv.port,
           "path": base + "?limit=100&before={before}", "first_path": base + "?limit=100",
           "headers": hdr, "duration": o.history_secs, "max_pages": 100000, "top_seq": target + 1,
-          "pagers": o.history_pagers}
+          "request_timeout": o.history_request_timeout}
+    # o.history_pagers concurrent pagers in all, spread over the client processes
+    per_w = {w: 0 for w in range(ctx.pool.n)}
+    for i in range(o.history_pagers):
+        per_w[i % ctx.pool.n] += 1
     d0 = srv.db_cpu_seconds() if hasattr(srv, "db_cpu_seconds") else None
     s0, c0, t0, m0 = srv.cpu_seconds(), ctx.pool.cpu_seconds(), time.perf_counter(), machine_times()
-    res = ctx.pool.call_all(pg, timeout=o.history_secs + 120)
+    res = ctx.pool.call({w: {**pg, "pagers": k} for w, k in per_w.items() if k},
+                        timeout=o.history_secs + o.history_request_timeout + 60)
     el = time.perf_counter() - t0
     s1, c1 = srv.cpu_seconds(), ctx.pool.cpu_seconds()
     d1 = srv.db_cpu_seconds() if hasattr(srv, "db_cpu_seconds") else None
     pages = sum(r["pages"] for r in res.values())
     items = sum(r["items"] for r in res.values())
     errors = sum(r["errors"] for r in res.values())
+    timeouts = sum(r.get("timeouts", 0) for r in res.values())
     lat = lat_from(res.values())
     pc = percentiles(lat, (50, 99))
     cpu = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)],
            "machine_busy": machine_busy(m0, machine_times())}
     db_cpu = (d1 - d0) / el * 100 if d0 is not None and d1 is not None else None
-    ctx.log(f"    paging: {pages} pages ({items} messages) in {el:.1f}s, {errors} errors, "
+    ctx.log(f"    paging: {pages} pages ({items} messages) in {el:.1f}s, {errors} errors ({timeouts} timeouts), "
             f"p50 {_r(pc[50])} p99 {_r(pc[99])} ms, cpu srv/cli {_cpu_str(cpu)}"
             + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""))
     if db_cpu is not None and db_cpu >= 80:
@@ -528,7 +555,8 @@ def history(ctx: Ctx) -> dict:
         bn = bottleneck(cpu["server_cpu"], cpu["client_cpu"], o.cores, busy=cpu["machine_busy"])
     out.update({
         "hist_rps": pages / el if el else None, "hist_items": items / el if el else None,
-        "hist_p50": pc[50], "hist_p99": pc[99], "hist_errors": errors,
+        "hist_p50": pc[50], "hist_p99": pc[99], "hist_errors": errors, "hist_timeouts": timeouts,
+        "hist_pages": pages,
         "hist_cpu": _cpu_str(cpu) + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""),
         "hist_bottleneck": bn,
     })

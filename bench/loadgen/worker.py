@@ -199,7 +199,12 @@ class Worker:
         deadline = c.get("deadline") or float("inf")  # epoch secs: stop opening after it
         skipped = [0]
 
-        async def one_connect(sock, path):
+        join_lat = array("q")
+        join_fail = []
+        do_join = c.get("join", True)
+
+        async def one(sock, path):
+            """Connect, wait for connection_established, then join each conversation."""
             async with sem:
                 if time.time() > deadline:
                     skipped[0] += 1
@@ -213,37 +218,25 @@ class Worker:
                     conn_lat.append(time.perf_counter_ns() - t0)
                 except Exception as e:  # noqa: BLE001
                     failures.append(f"connect {sock.user}: {type(e).__name__}: {e}"[:300])
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one_connect(s, p) for s, p in new))
-        t_connect = time.perf_counter() - t0
-
-        join_lat = array("q")
-        join_fail = []
-
-        async def one_join(sock):
-            if sock.proto is None or sock.proto.closed:
-                return
-            for cid in sock.convs:
-                async with sem:
-                    if time.time() > deadline:
-                        skipped[0] += 1
-                        return
-                    t0 = time.perf_counter_ns()
+                    return
+                if not do_join:
+                    return
+                for cid in sock.convs:
+                    t1 = time.perf_counter_ns()
                     w = loop.create_future()
                     sock.join_waiters[str(cid)] = w
                     sock.proto.send(_dumps({"type": "join_conversation", "conversation_id": cid,
                                             "request_id": f"j:{cid}"}))
                     try:
                         await asyncio.wait_for(w, timeout)
-                        join_lat.append(time.perf_counter_ns() - t0)
+                        join_lat.append(time.perf_counter_ns() - t1)
                     except Exception as e:  # noqa: BLE001
                         join_fail.append(f"join {sock.user} {cid}: {type(e).__name__}: {e}"[:300])
 
-        t1 = time.perf_counter()
-        if c.get("join", True):
-            await asyncio.gather(*(one_join(s) for s, _ in new))
-        t_join = time.perf_counter() - t1
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(s, p) for s, p in new))
+        t_connect = time.perf_counter() - t0
+        t_join = t_connect
         return {
             "connected": len(conn_lat), "failed": len(failures), "fail_samples": failures[:5],
             "t_connect": t_connect, "conn_lat": conn_lat.tobytes(),
@@ -334,6 +327,7 @@ class Worker:
         duration = c["duration"]
         max_pages = c["max_pages"]
         top = c["top_seq"]
+        req_timeout = c.get("request_timeout", 60.0)
         lat = array("q")
         counts = {"pages": 0, "items": 0, "errors": 0, "status": {}}
         samples = []
@@ -347,7 +341,12 @@ class Worker:
                 while time.monotonic() < end and counts["pages"] < max_pages:
                     path = first_path if before is None else path_tmpl.format(before=before)
                     t0 = time.perf_counter_ns()
-                    status, body = await cli.get(path, headers)
+                    try:
+                        status, body = await asyncio.wait_for(cli.get(path, headers), req_timeout)
+                    except asyncio.TimeoutError:
+                        counts["errors"] += 1
+                        counts["timeouts"] = counts.get("timeouts", 0) + 1
+                        return
                     lat.append(time.perf_counter_ns() - t0)
                     counts["status"][status] = counts["status"].get(status, 0) + 1
                     if status != 200:
