@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 import pykka
-from pykka import ActorDeadError, ActorRegistry, messages
+from pykka import ActorDeadError, ActorRegistry
 from pykka._envelope import Envelope
 
 logger = logging.getLogger(__name__)
@@ -70,18 +70,22 @@ class LoopFuture(pykka.Future):
     """A pykka future settled on the loop, awaitable from loop coroutines.
 
     ``get()`` from another thread waits as usual; ``get()`` on the loop thread before
-    the value is there raises instead of deadlocking.
+    the value is there raises instead of deadlocking. The thread event a foreign
+    waiter needs is made only when one asks: most futures never cross threads.
     """
+
+    _event_lock = threading.Lock()
 
     def __init__(self) -> None:
         super().__init__()
-        self._done = threading.Event()
+        self._done = False
         self._value: Any = None
         self._exc: BaseException | None = None
-        self._callbacks: list[Callable[[LoopFuture], None]] = []
+        self._callbacks: list[Callable[[LoopFuture], None]] | None = None
+        self._event: threading.Event | None = None
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done
 
     def set(self, value: Any = None) -> None:
         self._settle(value, None)
@@ -96,18 +100,25 @@ class LoopFuture(pykka.Future):
         if not on_loop_thread():
             call_soon(self._settle, value, exc)
             return
-        if self._done.is_set():
+        if self._done:
             return
         self._value, self._exc = value, exc
-        self._done.set()
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        with self._event_lock:
+            self._done = True
+            event = self._event
+        if event is not None:
+            event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                callback(self)
 
     def add_done_callback(self, callback: Callable[[LoopFuture], None]) -> None:
         """Run ``callback(self)`` on the loop once settled (at once if it already is)."""
-        if self._done.is_set():
+        if self._done:
             callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
@@ -119,15 +130,24 @@ class LoopFuture(pykka.Future):
     def get(self, *, timeout: float | None = None) -> Any:
         if self._get_hook is not None:
             return super().get(timeout=timeout)
-        if not self._done.is_set():
+        if not self._done:
             if on_loop_thread():
+                if timeout == 0:
+                    raise pykka.Timeout("0 seconds")
                 raise RuntimeError("blocking get() on the IOLoop thread; await the future")
-            if not self._done.wait(timeout):
+            with self._event_lock:
+                if self._event is None:
+                    self._event = threading.Event()
+                    if self._done:
+                        self._event.set()
+            if not self._event.wait(timeout):
                 raise pykka.Timeout(f"{timeout} seconds")
         return self.result()
 
     def __await__(self):
-        if not self._done.is_set():
+        if self._get_hook is not None:
+            return (yield from self._poll_hook().__await__())
+        if not self._done:
             waiter = loop().create_future()
 
             def wake(future: LoopFuture) -> None:
@@ -139,6 +159,16 @@ class LoopFuture(pykka.Future):
         return self.result()
 
     __iter__ = __await__
+
+    async def _poll_hook(self) -> Any:
+        """pykka's derived futures (``stop``, ``map``, ``join``) only offer ``get``: poll it."""
+        delay = 0.001
+        while True:
+            try:
+                return self.get(timeout=0)
+            except pykka.Timeout:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
 
 class LoopInbox:
@@ -287,6 +317,7 @@ class LoopActor(pykka.Actor):
 
 
 def _forward(done: LoopFuture, reply_to: pykka.Future) -> None:
+    """Copy a deferred answer into the reply slot pykka gave the caller."""
     if done._exc is not None:
         exc = done._exc
         reply_to.set_exception((type(exc), exc, exc.__traceback__))
@@ -306,5 +337,4 @@ __all__ = [
     "call_soon",
     "live_actor_count",
     "loop",
-    "messages",
 ]

@@ -34,7 +34,9 @@ class Socket:
     def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
         self.conn = conn
         self.events: list[dict] = []
-        self._cursor = 0
+        self._taken: set[int] = set()
+        self._floor = 0  # every event below this index is taken
+        self._reader = asyncio.Lock()
         self.closed = False
 
     @classmethod
@@ -60,22 +62,41 @@ class Socket:
         self.events.append(event)
         return event
 
+    def _take(self, kind: str | None, match: dict) -> dict | None:
+        for index in range(self._floor, len(self.events)):
+            if index in self._taken:
+                continue
+            event = self.events[index]
+            if (kind is None or event.get("type") == kind) and all(event.get(k) == v for k, v in match.items()):
+                self._taken.add(index)
+                while self._floor in self._taken:
+                    self._taken.discard(self._floor)
+                    self._floor += 1
+                return event
+        return None
+
     async def next(self, kind: str | None = None, *, timeout: float = DEFAULT_WAIT_SECS, **match: Any) -> dict:
-        """The next unseen event of ``kind`` (and matching fields); earlier unseen others are skipped past."""
+        """The oldest event not yet taken of ``kind`` with matching fields; safe for concurrent waiters."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            while self._cursor < len(self.events):
-                event = self.events[self._cursor]
-                self._cursor += 1
-                if (kind is None or event.get("type") == kind) and all(event.get(k) == v for k, v in match.items()):
-                    return event
+            event = self._take(kind, match)
+            if event is not None:
+                return event
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.closed:
                 raise AssertionError(f"no {kind} {match} within {timeout}s; saw {[e.get('type') for e in self.events]}")
+            await self._read_some(remaining)
+
+    async def _read_some(self, timeout: float) -> None:
+        """Read under a lock, so concurrent waiters share one reader instead of racing for frames."""
+        seen = len(self.events)
+        async with self._reader:
+            if len(self.events) > seen or self.closed:
+                return  # another waiter read something meanwhile: look at it first
             try:
-                await self._read_one(remaining)
+                await self._read_one(timeout)
             except asyncio.TimeoutError:
-                continue
+                pass
 
     async def request(self, kind: str, expect: str | None = None, **fields: Any) -> dict:
         """Send a frame with a fresh request_id and return the event that answers it."""
@@ -95,7 +116,8 @@ class Socket:
                 await self._read_one(remaining)
             except asyncio.TimeoutError:
                 break
-        self._cursor = len(self.events)
+        self._taken.clear()
+        self._floor = len(self.events)
         return self.events[seen_before:]
 
     async def wait_closed(self, timeout: float = DEFAULT_WAIT_SECS) -> tuple[int | None, str | None]:
