@@ -2,7 +2,10 @@
 
 Presence merges a user's connections: online while any is open, offline only after
 ``presence_grace_secs`` with none, so a reconnect does not flap it. Every change is
-persisted (for REST readers) and announced to the tenant's connected users.
+persisted (for REST readers) and announced to the tenant's connected users, up to
+``presence_fanout_max_sockets`` of them: past that, tenant-wide pushes would cost
+O(sockets) per change and O(sockets squared) when everyone reconnects, so a large tenant's
+clients read presence over REST instead and only the user's own sockets are told.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class TenantActor(LoopActor):
         self._settings = settings
         self.tenant_id = tenant_id
         self._connections: dict[str, dict[str, Subscriber]] = {}
+        self._socket_count = 0
         self._presence: dict[str, Presence] = {}
         self._grace: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
         self._idle_timer = None
@@ -67,6 +71,7 @@ class TenantActor(LoopActor):
                 del self._connections[user_id]
             raise TooManyConnections()
         conns[conn.conn_id] = conn
+        self._socket_count += 1
         self._cancel_idle()
         grace = self._grace.pop(user_id, None)
         if grace is not None:
@@ -83,6 +88,7 @@ class TenantActor(LoopActor):
         conns = self._connections.get(user_id)
         if not conns or conns.pop(conn.conn_id, None) is None:
             return
+        self._socket_count -= 1
         if conns:
             return
         del self._connections[user_id]
@@ -126,9 +132,6 @@ class TenantActor(LoopActor):
         wanted = self._presence if user_ids is None else [u for u in user_ids if u in self._presence]
         return {user_id: self._presence_object(user_id) for user_id in wanted}
 
-    def connection_count(self) -> int:
-        return sum(len(conns) for conns in self._connections.values())
-
     def _presence_object(self, user_id: str) -> dict:
         return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
 
@@ -138,7 +141,11 @@ class TenantActor(LoopActor):
         self._persist(user_id, presence)
         payload = protocol.presence_object(user_id, **presence.as_fields())
         data = protocol.event("presence_update", **payload)
-        for conns in self._connections.values():
+        if self._socket_count > self._settings.presence_fanout_max_sockets:
+            audience = [self._connections.get(user_id, {})]
+        else:
+            audience = self._connections.values()
+        for conns in audience:
             for conn in conns.values():
                 if origin is None or conn.conn_id != origin.conn_id:
                     conn.send(data)
