@@ -37,6 +37,7 @@ class Settings:
     outbound_buffer_bytes: int = 1024 * 1024
     typing_ttl_secs: float = 8.0
     presence_grace_secs: float = 5.0
+    presence_fanout_max_sockets: int = 2000
     actor_idle_secs: float = 30.0
     replay_limit: int = 1000
     upload_max_bytes: int = 10 * 1024 * 1024
@@ -68,6 +69,7 @@ _ENV_NAMES = {
     "outbound_buffer_bytes": "OUTBOUND_BUFFER_BYTES",
     "typing_ttl_secs": "TYPING_TTL_SECS",
     "presence_grace_secs": "PRESENCE_GRACE_SECS",
+    "presence_fanout_max_sockets": "PRESENCE_FANOUT_MAX_SOCKETS",
     "actor_idle_secs": "ACTOR_IDLE_SECS",
     "replay_limit": "REPLAY_LIMIT",
     "upload_max_bytes": "UPLOAD_MAX_BYTES",
