@@ -54,6 +54,9 @@ def parse_args(argv=None):
                     help="override the history conversation size")
     ap.add_argument("--history-pagers", type=int, dest="history_pagers_cli",
                     help="override the number of concurrent pagers (in all)")
+    ap.add_argument("--quiet-wait", type=float, default=20.0,
+                    help="before each measurement wait up to this long for other processes to leave "
+                         "the CPU (< 15%% busy); default 20 s")
     ap.add_argument("--budget-secs", type=float, default=560.0,
                     help="skip what is left once the run has taken this long (default 560)")
     ap.add_argument("--json", help="also write all figures to this JSON file")
@@ -72,14 +75,16 @@ def parse_args(argv=None):
         a.idle_per_user = 4
         a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 3000, 3.0, 2, 30.0
         a.history_request_timeout = 30.0
+        a.history_sizes = [1000]
         a.prepare_secs = 30.0
     else:
         a.fanout_sockets, a.step_secs, a.probe_secs = 500, 2.5, 2.0
         a.small_convs = 500
         a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 90.0
         a.idle_per_user = 4
-        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 20.0, 2, 45.0
-        a.history_request_timeout = 60.0
+        a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 15.0, 1, 45.0
+        a.history_request_timeout = 45.0
+        a.history_sizes = [1000, 10000]
         a.prepare_secs = 60.0
     if a.history_messages_cli:
         a.history_messages = a.history_messages_cli
@@ -120,7 +125,8 @@ ROWS = [
     ("history", "hist_db", "history: database", "str", ""),
     ("history", "hist_seeded", "  messages in the conversation", "int", "100,000"),
     ("history", "hist_seed_how", "  seeded how", "str", ""),
-    ("history", "hist_pages", "  pages read (limit=100, before=seq)", "int", ""),
+    ("history", "hist_scaling", "  page p50 / ms by conversation size", "str", ""),
+    ("history", "hist_pages", "  pages read at full size (limit=100, before=seq)", "int", ""),
     ("history", "hist_rps", "  pages/s", "f1", ""),
     ("history", "hist_items", "  messages/s read", "int", ""),
     ("history", "hist_p50", "  p50 / ms", "f1", ""),
@@ -243,7 +249,13 @@ def main(argv=None):
                 log(f"## {scen} / {s.label}: skipped, time budget spent ({elapsed:.0f}s)")
                 results[scen][s.key] = {"_skipped": "time budget"}
                 continue
-            log(f"## {scen} / {s.label}  (t={elapsed:.0f}s)")
+            t_q = time.monotonic()
+            bg_now = background_load(0.5)
+            while bg_now >= 15 and time.monotonic() - t_q < a.quiet_wait:
+                bg_now = background_load(0.5)
+            waited = time.monotonic() - t_q
+            log(f"## {scen} / {s.label}  (t={elapsed:.0f}s; machine {bg_now:.0f}% busy before it"
+                + (f", after waiting {waited:.0f}s for other processes" if waited > 1 else "") + ")")
             pool = None
             try:
                 s.start(scen)

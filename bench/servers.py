@@ -221,7 +221,8 @@ class Ours(Server):
         except psutil.Error:
             return None
 
-    def bulk_seed(self, conversation_id: str, sender_id: str, first_seq: int, count: int, batch: int = 2000) -> float:
+    def bulk_seed(self, conversation_id: str, sender_id: str, first_seq: int, count: int, batch: int = 2000,
+                  start_index: int = 0) -> float:
         """Insert ``count`` messages straight into the database behind MONGODB_URI.
 
         Documents are built by our own ``storage.messages.MessageRepository.build`` so the
@@ -243,13 +244,13 @@ class Ours(Server):
             col = client[self.db_name][MessageRepository.collection_name]
             t0 = time.perf_counter()
             base = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=count)
-            for start in range(0, count, batch):
+            for start in range(start_index, start_index + count, batch):
                 docs = []
-                for i in range(start, min(count, start + batch)):
+                for i in range(start, min(start_index + count, start + batch)):
                     d = MessageRepository.build(TENANT, conversation_id, sender_id,
                                                 content=f"B|0|0|seed|history message {i}",
                                                 message_type="text", client_msg_id=f"seed-{i}")
-                    d["seq"] = first_seq + i
+                    d["seq"] = first_seq + (i - start_index)
                     d["created_at"] = base + dt.timedelta(seconds=i)
                     docs.append(d)
                 col.insert_many(docs, ordered=False)
