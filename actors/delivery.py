@@ -15,7 +15,9 @@ from pymongo.errors import BulkWriteError
 from storage import Storage
 from storage.clock import utcnow
 from storage.errors import PyMongoError
-from web.errors import ChatError, NotFound, StorageUnavailable
+from web.errors import ChatError, InvalidMessage, NotFound, StorageUnavailable
+
+FILE_MESSAGE_TYPES = ("file", "image")
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
     try:
         existing = await _existing_by_client_id(storage, tenant_id, conversation_id, batch)
         known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
+        files = await _referenced_files(storage, tenant_id, batch)
     except PyMongoError as error:
         logger.warning("storage unavailable before insert in %s: %s", conversation_id, error)
         outcome.failed = [(pending, StorageUnavailable()) for pending in batch]
@@ -62,6 +65,8 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
             followers.append((pending, first_in_batch[key]))
         elif doc["reply_to"] is not None and doc["reply_to"] not in known_replies:
             outcome.failed.append((pending, NotFound("reply_to is not a message of this conversation", {"reply_to": ["Not found."]})))
+        elif (refused := _file_refusal(doc, conversation_id, files)) is not None:
+            outcome.failed.append((pending, refused))
         else:
             first_in_batch[key] = pending
             doc["seq"] = next_seq
@@ -113,3 +118,23 @@ async def _known_reply_targets(storage, tenant_id, conversation_id, batch) -> se
     if not targets:
         return set()
     return await storage.messages.existing_ids(tenant_id, conversation_id, list(targets))
+
+
+async def _referenced_files(storage, tenant_id, batch) -> dict[str, dict]:
+    ids = {pending.doc["metadata"].get("file_id") for pending in batch if pending.doc["message_type"] in FILE_MESSAGE_TYPES}
+    return await storage.files.of_ids(tenant_id, [i for i in ids if isinstance(i, str)])
+
+
+def _file_refusal(doc: dict, conversation_id: str, files: dict[str, dict]) -> ChatError | None:
+    """A file or image message must name a file of this tenant uploaded to this conversation
+    (or to none, by the sender); an image message, an image."""
+    if doc["message_type"] not in FILE_MESSAGE_TYPES:
+        return None
+    file = files.get(doc["metadata"].get("file_id"))
+    if file is None or file.get("conversation_id") not in (None, conversation_id) or (
+        file.get("conversation_id") is None and file["owner_id"] != doc["sender_id"]
+    ):
+        return NotFound("metadata.file_id is not a file uploaded to this conversation", {"metadata": {"file_id": ["Not found."]}})
+    if doc["message_type"] == "image" and not file["content_type"].startswith("image/"):
+        return InvalidMessage("An image message needs an image file", {"metadata": {"file_id": ["Not an image."]}})
+    return None

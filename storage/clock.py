@@ -25,3 +25,10 @@ def isoformat(value: datetime.datetime | None) -> str | None:
     if value is None:
         return None
     return as_utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_isoformat(value: str | None) -> datetime.datetime | None:
+    """The inverse of ``isoformat``."""
+    if value is None:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,11 +1,22 @@
-"""Uploaded files, kept in MongoDB in chunks so they survive a PaaS's ephemeral disk."""
+"""Uploaded files, kept in MongoDB in chunks so they survive a PaaS's ephemeral disk.
+
+Both the file record and every chunk carry ``tenant_id``, and every query is scoped by it.
+"""
 
 from __future__ import annotations
+
+import logging
 
 from storage.clock import new_id, utcnow
 from storage.repository import Repository, index
 
+logger = logging.getLogger(__name__)
+
 CHUNK_BYTES = 255 * 1024
+
+
+class FileIntegrityError(RuntimeError):
+    """A file record whose chunks do not add up to its size."""
 
 
 class FileRepository(Repository):
@@ -18,7 +29,7 @@ class FileRepository(Repository):
 
     async def ensure_indexes(self) -> None:
         await super().ensure_indexes()
-        await self.chunks.create_indexes([index("file_id", "n", unique=True, name="unique_chunk")])
+        await self.chunks.create_indexes([index("tenant_id", "file_id", "n", unique=True, name="unique_tenant_chunk")])
 
     async def save(
         self,
@@ -30,14 +41,15 @@ class FileRepository(Repository):
         data: bytes,
         conversation_id: str | None,
     ) -> dict:
-        """Store the chunks first and the file record last, so a half-written file is never listed."""
+        """Store the chunks first and the file record last, so a half-written file is never listed.
+
+        If storing fails part way, the chunks already written are removed (best effort).
+        """
         file_id = new_id()
         chunks = [
-            {"_id": f"{file_id}:{n}", "file_id": file_id, "n": n, "data": data[offset : offset + CHUNK_BYTES]}
+            {"_id": f"{file_id}:{n}", "tenant_id": tenant_id, "file_id": file_id, "n": n, "data": data[offset : offset + CHUNK_BYTES]}
             for n, offset in enumerate(range(0, len(data), CHUNK_BYTES))
         ]
-        if chunks:
-            await self.chunks.insert_many(chunks, ordered=True)
         doc = {
             "_id": file_id,
             "tenant_id": tenant_id,
@@ -49,12 +61,32 @@ class FileRepository(Repository):
             "chunk_count": len(chunks),
             "created_at": utcnow(),
         }
-        await self.collection.insert_one(doc)
+        try:
+            if chunks:
+                await self.chunks.insert_many(chunks, ordered=True)
+            await self.collection.insert_one(doc)
+        except BaseException:
+            try:
+                await self.chunks.delete_many({"tenant_id": tenant_id, "file_id": file_id})
+            except Exception as error:  # the database is gone; orphaned chunks are never served
+                logger.warning("could not remove the chunks of a failed upload %s: %s", file_id, error)
+            raise
         return doc
 
     async def get(self, tenant_id: str, file_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, _id=file_id))
 
-    async def read(self, file_doc: dict) -> bytes:
-        chunks = await self.chunks.find({"file_id": file_doc["_id"]}).sort("n", 1).to_list(None)
-        return b"".join(bytes(chunk["data"]) for chunk in chunks)
+    async def of_ids(self, tenant_id: str, file_ids: list[str]) -> dict[str, dict]:
+        """File records by id (those of this tenant that exist)."""
+        if not file_ids:
+            return {}
+        return {doc["_id"]: doc for doc in await self._find(self.scoped(tenant_id, _id={"$in": file_ids}))}
+
+    async def read(self, tenant_id: str, file_doc: dict) -> bytes:
+        """The file's bytes; ``FileIntegrityError`` if chunks are missing."""
+        cursor = self.chunks.find(self.scoped(tenant_id, file_id=file_doc["_id"])).sort("n", 1)
+        chunks = await cursor.to_list(None)
+        data = b"".join(bytes(chunk["data"]) for chunk in chunks)
+        if len(data) != file_doc["size"] or [chunk["n"] for chunk in chunks] != list(range(file_doc["chunk_count"])):
+            raise FileIntegrityError(f"file {file_doc['_id']} has {len(chunks)} chunks, {len(data)} bytes")
+        return data

@@ -46,9 +46,13 @@ class ParticipantRepository(Repository):
             self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
         )
 
-    async def list(self, tenant_id: str, conversation_id: str) -> list[dict]:
+    async def list(self, tenant_id: str, conversation_id: str, *, limit: int = 0, skip: int = 0) -> list[dict]:
+        """In the order they joined; all of them unless ``limit`` is given."""
         return await self._find(
-            self.scoped(tenant_id, conversation_id=conversation_id), sort=[("joined_at", 1), ("_id", 1)]
+            self.scoped(tenant_id, conversation_id=conversation_id),
+            sort=[("joined_at", 1), ("_id", 1)],
+            limit=limit,
+            skip=skip,
         )
 
     async def conversation_ids_for(self, tenant_id: str, user_id: str) -> list[str]:

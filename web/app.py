@@ -8,27 +8,48 @@ import tornado.web
 
 from web.context import AppContext
 from web.rest.base import API_PREFIX, NotFoundHandler
-from web.rest.health import HealthHandler
 from web.rest.conversations import ConversationHandler, ConversationsHandler
+from web.rest.files import FileHandler, UploadHandler
+from web.rest.health import HealthHandler
+from web.rest.messages import MessageHandler, MessagesHandler, ReadReceiptHandler
+from web.rest.openapi import OpenApiHandler
 from web.rest.participants import ParticipantHandler, ParticipantsHandler
+from web.rest.presence import MyPresenceHandler, PresenceHandler
+from web.rest.reactions import ReactionHandler, ReactionsHandler
 from web.websocket import ChatSocket, WrongPathSocket
 
 access_log = logging.getLogger("tornado.access")
 
-ID = r"([^/]+)"
+
+def ID(name: str) -> str:
+    """One path segment, passed to the handler as the keyword ``name`` (and named so in openapi.json)."""
+    return rf"(?P<{name}>[^/]+)"
 
 
 def routes(context: AppContext) -> list[tuple]:
+    """Every route; tests/test_rest_openapi.py checks this list against the OpenAPI description."""
     ctx = {"context": context}
     api = API_PREFIX
+    conversation = f"{api}/conversations/{ID('conversation_id')}"
+    message = f"{api}/messages/{ID('message_id')}"
     return [
         (r"/healthz", HealthHandler, ctx),
-        (rf"/ws/chat/{ID}/?", ChatSocket, ctx),
-        (rf"/ws/notifications/{ID}/?", WrongPathSocket),
+        (rf"/ws/chat/{ID('tenant_id')}/?", ChatSocket, ctx),
+        (rf"/ws/notifications/{ID('tenant_id')}/?", WrongPathSocket),
+        (rf"{api}/openapi\.json", OpenApiHandler, ctx),
         (rf"{api}/conversations/?", ConversationsHandler, ctx),
-        (rf"{api}/conversations/{ID}/?", ConversationHandler, ctx),
-        (rf"{api}/conversations/{ID}/participants/?", ParticipantsHandler, ctx),
-        (rf"{api}/conversations/{ID}/participants/{ID}/?", ParticipantHandler, ctx),
+        (rf"{conversation}/?", ConversationHandler, ctx),
+        (rf"{conversation}/participants/?", ParticipantsHandler, ctx),
+        (rf"{conversation}/participants/{ID('user_id')}/?", ParticipantHandler, ctx),
+        (rf"{conversation}/messages/?", MessagesHandler, ctx),
+        (rf"{conversation}/messages/{ID('message_id')}/?", MessageHandler, ctx),
+        (rf"{conversation}/read/?", ReadReceiptHandler, ctx),
+        (rf"{message}/reactions/?", ReactionsHandler, ctx),
+        (rf"{message}/reactions/{ID('emoji')}/?", ReactionHandler, ctx),
+        (rf"{api}/presence/?", PresenceHandler, ctx),
+        (rf"{api}/presence/me/?", MyPresenceHandler, ctx),
+        (rf"{api}/upload/?", UploadHandler, ctx),
+        (rf"{api}/files/{ID('file_id')}/?", FileHandler, ctx),
     ]
 
 

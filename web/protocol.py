@@ -163,6 +163,8 @@ class Protocol:
                 {"status": fields.String(required=True, validate=validate.OneOf(PRESENCE_STATUSES))},
             ),
             "mark_read": schema("MarkReadBody", {"message_id": _identifier(load_default=None)}),
+            # The form fields of a multipart upload other than the ``file`` part itself.
+            "upload": schema("UploadForm", {"conversation_id": _identifier(load_default=None)}),
         }
 
     def _metadata_size(self, value: dict) -> None:
@@ -278,6 +280,19 @@ def conversation_object(doc: dict, participants: list[dict] | None = None, **ext
         obj["participants"] = [participant_object(p) for p in participants]
     obj.update(extra)
     return obj
+
+
+def file_object(doc: dict, url: str) -> dict:
+    """An uploaded file as ``upload/`` answers it; ``url`` downloads the bytes."""
+    return {
+        "id": doc["_id"],
+        "url": url,
+        "filename": doc["filename"],
+        "content_type": doc["content_type"],
+        "size": doc["size"],
+        "conversation_id": doc.get("conversation_id"),
+        "created_at": isoformat(doc.get("created_at")),
+    }
 
 
 def presence_object(user_id: str, status: str, current_conversation_id: str | None, last_seen) -> dict:

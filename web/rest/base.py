@@ -12,13 +12,22 @@ import tornado.web
 from actors.principal import Principal
 from web.auth import decode_token
 from web.context import AppContext
-from web.errors import ChatError, InvalidMessage, MethodNotAllowed, NotFound, RateLimited, UnsupportedMediaType
+from web.errors import (
+    ChatError,
+    InvalidMessage,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    UnsupportedMediaType,
+)
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/notifications/chat"
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 _HTTP_STATUS_ERRORS = {404: NotFound, 405: MethodNotAllowed}
+QUERY_INT_MAX = 2**53
 
 
 class ApiHandler(tornado.web.RequestHandler):
@@ -45,11 +54,15 @@ class ApiHandler(tornado.web.RequestHandler):
     # --- input ----------------------------------------------------------------------------
 
     def json_body(self) -> Any:
-        content_type = self.request.headers.get("Content-Type", "application/json")
-        if self.request.body and "json" not in content_type.lower():
+        """The body as JSON: an empty body is ``{}``; a body must say it is JSON and fit a frame."""
+        body = self.request.body
+        if body and not is_json_media_type(self.request.headers.get("Content-Type", "")):
             raise UnsupportedMediaType("Send JSON (Content-Type: application/json)")
+        limit = self.ctx.settings.max_frame_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(f"A JSON body may have at most {limit} bytes", {"body": [f"Longer than {limit} bytes."]})
         try:
-            return orjson.loads(self.request.body or b"{}")
+            return orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as error:
             raise InvalidMessage("The body is not valid JSON", {"body": [str(error)]}) from None
 
@@ -64,15 +77,20 @@ class ApiHandler(tornado.web.RequestHandler):
             value = int(raw)
         except ValueError:
             raise InvalidMessage(f"Invalid query parameter {name!r}", {name: ["Not a valid integer."]}) from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise InvalidMessage(f"Invalid query parameter {name!r}", {name: [f"Must be {bound}."]})
+        # Beyond 2**53 no seq, offset or count is real, and MongoDB takes 64-bit integers at most.
+        maximum = QUERY_INT_MAX if maximum is None else maximum
+        if value < minimum or value > maximum:
+            raise InvalidMessage(f"Invalid query parameter {name!r}", {name: [f"Must be between {minimum} and {maximum}."]})
         return value
 
     def page_url(self, **query: Any) -> str:
         """This resource's URL with ``query`` (``None`` values dropped), for next/previous links."""
         params = {k: v for k, v in query.items() if v is not None}
         return f"{self.request.path}?{urlencode(params)}" if params else self.request.path
+
+    def respond_page(self, results: list, next_url: str | None = None, previous_url: str | None = None) -> None:
+        """Every list answers the same shape: ``{results, next, previous}``."""
+        self.respond({"results": results, "next": next_url, "previous": previous_url})
 
     # --- output ---------------------------------------------------------------------------
 
@@ -94,7 +112,8 @@ class ApiHandler(tornado.web.RequestHandler):
             self.set_status(error.status)
             if isinstance(error, RateLimited):
                 self.set_header("Retry-After", str(max(1, round(error.retry_after_secs + 0.5))))
-            self.finish(orjson.dumps({"error": error.as_dict()}))
+            # Field errors of list items are keyed by index: integers, which JSON spells as strings.
+            self.finish(orjson.dumps({"error": error.as_dict()}, option=orjson.OPT_NON_STR_KEYS))
             return
         super()._handle_request_exception(error)
 
@@ -108,6 +127,12 @@ class ApiHandler(tornado.web.RequestHandler):
             error.code = "bad_request" if status_code < 500 else "internal_error"
         self.set_default_headers()
         self.finish(orjson.dumps({"error": error.as_dict()}))
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """``application/json`` or a ``+json`` type, any parameters (charset) aside."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
 class NotFoundHandler(ApiHandler):

@@ -6,11 +6,22 @@ from web import protocol
 from web.rest.base import ApiHandler, require_participant
 
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
 class ParticipantsHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
+        """In the order they joined, paged by ``limit`` and ``offset``."""
+        limit = self.int_argument("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+        offset = self.int_argument("offset", 0)
         await require_participant(self.ctx, self.principal, conversation_id)
-        participants = await self.ctx.storage.participants.list(self.tenant_id, conversation_id)
-        self.respond({"results": [protocol.participant_object(p) for p in participants], "next": None})
+        docs = await self.ctx.storage.participants.list(self.tenant_id, conversation_id, limit=limit + 1, skip=offset)
+        self.respond_page(
+            [protocol.participant_object(p) for p in docs[:limit]],
+            self.page_url(limit=limit, offset=offset + limit) if len(docs) > limit else None,
+            self.page_url(limit=limit, offset=max(0, offset - limit)) if offset else None,
+        )
 
     async def post(self, conversation_id: str) -> None:
         body = self.load_body("add_participant")

@@ -1,0 +1,204 @@
+"""Uploads and downloads over real HTTP: bytes stored in MongoDB, size and type rules, who may download,
+and file/image messages that must name a usable file."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+import zlib
+
+from tests.support.rest import assert_error, fetch_raw, multipart, raw_http, rest_users, upload  # noqa: F401
+
+MAX_BYTES = 10 * 1024 * 1024  # the default UPLOAD_MAX_BYTES the test server runs with
+
+
+def png(extra: bytes = b"") -> bytes:
+    """A real 1x1 PNG (plus ``extra`` bytes after IEND, which viewers ignore)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b"") + extra
+
+
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+ELF = b"\x7fELF\x02\x01\x01" + b"\x00" * 200
+
+
+def zipped() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    return buffer.getvalue()
+
+
+def stored_counts(server, tenant_id: str) -> tuple[int, int] | None:
+    """(files, chunks) of the tenant, read straight from MongoDB; None on the embedded database."""
+    uri = server.env.get("MONGODB_URI")
+    if not uri:
+        return None
+    import pymongo
+
+    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000) as client:
+        db = client[server.env["MONGODB_DB"]]
+        return db.files.count_documents({"tenant_id": tenant_id}), db.file_chunks.count_documents({"tenant_id": tenant_id})
+
+
+async def test_upload_and_download_the_same_bytes(rest_users, server):
+    alice, bob, carol = rest_users("alice", "bob", "carol")
+    conv = await alice.create_conversation("group", [bob])
+    big = png(os.urandom(600 * 1024))  # three chunks
+    status, file = await upload(alice, big, filename="../../holiday photo.png", content_type="image/png", conversation_id=conv)
+    assert status == 201, file
+    assert file["filename"] == "holiday photo.png" and file["content_type"] == "image/png" and file["size"] == len(big)
+    assert file["url"] == f"/api/notifications/chat/files/{file['id']}/" and file["conversation_id"] == conv
+
+    response = await fetch_raw(bob, file["url"])
+    assert response.code == 200 and response.body == big
+    assert response.headers["Content-Type"] == "image/png" and response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "holiday%20photo.png" in response.headers["Content-Disposition"]
+    assert (await fetch_raw(carol, file["url"])).code == 404, "not a participant"
+    assert stored_counts(server, alice.tenant_id) in (None, (1, 3))
+
+    text = "première ligne\nsecond line\n".encode()
+    status, note = await upload(alice, text, filename="notes.txt", conversation_id=conv)
+    assert status == 201 and note["content_type"] == "text/plain"
+    response = await fetch_raw(alice, note["url"])
+    assert response.body == text and response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+    for data, declared, expected in (
+        (PDF, "application/pdf", "application/pdf"),
+        (zipped(), "application/zip", "application/zip"),
+        (b"a,b\n1,2\n", "text/csv", "text/csv"),
+        (png(), "application/octet-stream", "image/png"),
+    ):
+        status, stored = await upload(alice, data, filename="x", content_type=declared, conversation_id=conv)
+        assert status == 201 and stored["content_type"] == expected, stored
+        assert (await fetch_raw(bob, stored["url"])).body == data
+
+
+async def test_files_without_a_conversation_are_the_uploaders(rest_users):
+    alice, bob = rest_users("alice", "bob")
+    [boss] = rest_users("boss", role="admin")
+    status, file = await upload(alice, PDF, filename="cv.pdf")
+    assert status == 201 and file["conversation_id"] is None and file["content_type"] == "application/pdf"
+    assert (await fetch_raw(alice, file["url"])).body == PDF
+    assert (await fetch_raw(boss, file["url"])).body == PDF, "tenant admins may"
+    assert (await fetch_raw(bob, file["url"])).code == 404
+    assert (await fetch_raw(bob, "files/no-such-file/")).code == 404
+    response = await fetch_raw(alice, file["url"], token="")
+    assert response.code == 401
+
+
+async def test_content_type_is_checked_against_the_bytes(rest_users, server):
+    alice, bob = rest_users("alice", "bob")
+    conv = await alice.create_conversation("group", [bob])
+    for data, declared in (
+        (b"just some text", "image/png"),  # declared image, bytes are text
+        (png(), "application/pdf"),  # declared pdf, bytes are png
+        (png(), "text/plain"),
+        (PDF, "image/jpeg"),
+        (ELF, None),  # an executable: not on the allow-list
+        (ELF, "application/octet-stream"),
+        (os.urandom(4096), None),  # unrecognisable binary
+        (b"<html><script>alert(1)</script></html>", "text/html"),  # text, but not an allowed text type
+        (b"GIF89a" + b"\x00" * 20, "image/svg+xml"),
+    ):
+        error = assert_error(await upload(alice, data, filename="f", content_type=declared, conversation_id=conv), 415, "unsupported_media_type")
+        assert error["details"]["file"], error
+    assert_error(await alice.api.post("upload/", {"file": "not multipart"}), 415, "unsupported_media_type")
+    assert stored_counts(server, alice.tenant_id) in (None, (0, 0)), "nothing stored"
+
+
+async def test_form_rules(rest_users, server):
+    alice, bob, carol = rest_users("alice", "bob", "carol")
+    conv = await alice.create_conversation("group", [bob])
+    body, ctype = multipart({"conversation_id": conv})
+    assert assert_error(await alice.api.post("upload/", raw=body, headers={"Content-Type": ctype}), 400)["details"]["file"]
+    body, ctype = multipart({"file": "a plain field"})
+    assert assert_error(await alice.api.post("upload/", raw=body, headers={"Content-Type": ctype}), 400)["details"]["file"]
+    body, ctype = multipart({"caption": "hi"}, [("file", "a.pdf", None, PDF)])
+    assert assert_error(await alice.api.post("upload/", raw=body, headers={"Content-Type": ctype}), 400)["details"]["caption"]
+    body, ctype = multipart({}, [("file", "a.pdf", None, PDF), ("file", "b.pdf", None, PDF)])
+    assert_error(await alice.api.post("upload/", raw=body, headers={"Content-Type": ctype}), 400, "invalid_message")
+    body, ctype = multipart({}, [("file", "a.pdf", None, PDF)])
+    assert_error(await alice.api.post("upload/", raw=body[:-20], headers={"Content-Type": ctype}), 400, "invalid_message")
+    assert_error(await alice.api.post("upload/", raw=body, headers={"Content-Type": "multipart/form-data"}), 400)
+    assert_error(await upload(alice, b"", filename="empty.txt"), 400, "invalid_message")
+    assert_error(await upload(alice, PDF, conversation_id=""), 400, "invalid_message")
+    assert_error(await upload(carol, PDF, conversation_id=conv), 404, "not_found")
+    assert_error(await upload(alice, PDF, conversation_id="no-such-conversation"), 404, "not_found")
+    assert stored_counts(server, alice.tenant_id) in (None, (0, 0)), "nothing stored"
+
+
+async def test_too_large_upload_stores_nothing(rest_users, server):
+    [alice] = rest_users("alice")
+    conv = await alice.create_conversation("group")
+    exactly = png(b"\x00" * (MAX_BYTES - len(png())))
+    too_big = exactly + b"\x00"
+    error = assert_error(await upload(alice, too_big, filename="big.png", conversation_id=conv), 413, "payload_too_large")
+    assert error["details"]["max_bytes"] == MAX_BYTES
+    assert stored_counts(server, alice.tenant_id) in (None, (0, 0)), "nothing stored"
+
+    status, file = await upload(alice, exactly, filename="limit.png", conversation_id=conv)
+    assert status == 201 and file["size"] == MAX_BYTES
+    assert (await fetch_raw(alice, file["url"])).body == exactly
+    assert stored_counts(server, alice.tenant_id) in (None, (1, -(-MAX_BYTES // (255 * 1024))))
+
+
+def test_content_length_past_the_limit_is_refused_before_the_body(server, tenant):
+    from tests.support.rest import token_for
+
+    token = token_for(server, tenant, "uploader")
+    head = (
+        "POST /api/notifications/chat/upload/ HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+        f"Content-Length: {MAX_BYTES * 3}\r\n\r\n"
+    ).encode()
+    answer = raw_http(server, head)  # no body is ever sent: the answer comes from the headers alone
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"payload_too_large"' in answer
+
+
+async def test_file_and_image_messages_need_a_usable_file(rest_users):
+    alice, bob, carol = rest_users("alice", "bob", "carol")
+    conv = await alice.create_conversation("group", [bob])
+    other = await alice.create_conversation("group", [carol])
+    path = f"conversations/{conv}/messages/"
+    image = (await upload(bob, png(), filename="p.png", conversation_id=conv))[1]
+    pdf = (await upload(bob, PDF, filename="d.pdf", conversation_id=conv))[1]
+    elsewhere = (await upload(alice, png(), filename="o.png", conversation_id=other))[1]
+    bobs_own = (await upload(bob, png(), filename="mine.png"))[1]
+    alices_own = (await upload(alice, png(), filename="hers.png"))[1]
+
+    status, sent = await bob.api.post(path, {"content": "", "message_type": "image", "metadata": {"file_id": image["id"]}})
+    assert status == 201 and sent["metadata"] == {"file_id": image["id"]}
+    assert (await bob.api.post(path, {"content": "the doc", "message_type": "file", "metadata": {"file_id": pdf["id"]}}))[0] == 201
+    assert (await bob.api.post(path, {"content": "", "message_type": "file", "metadata": {"file_id": image["id"]}}))[0] == 201
+    assert (await bob.api.post(path, {"content": "", "message_type": "image", "metadata": {"file_id": bobs_own["id"]}}))[0] == 201
+
+    error = assert_error(await bob.api.post(path, {"content": "", "message_type": "image", "metadata": {"file_id": pdf["id"]}}), 400)
+    assert error["details"] == {"metadata": {"file_id": ["Not an image."]}}
+    for file_id in ("no-such-file", elsewhere["id"], alices_own["id"]):
+        assert_error(await bob.api.post(path, {"content": "", "message_type": "file", "metadata": {"file_id": file_id}}), 404, "not_found")
+    status, page = await bob.api.get(path)
+    assert len(page["results"]) == 4, "refused messages are not stored"
+
+    sock = await bob.socket()
+    refused = await sock.request("send_message", "error", conversation_id=conv, content="", message_type="image", metadata={"file_id": "nope"})
+    assert refused["code"] == "not_found"
+    accepted = await sock.request("send_message", "new_message", conversation_id=conv, content="", message_type="image", metadata={"file_id": image["id"]})
+    assert accepted["message"]["seq"] == 5
+    sock.close()
+
+
+async def test_another_tenant_cannot_download(rest_users, server):
+    [alice] = rest_users("alice")
+    [mallory] = rest_users("alice", role="admin", tenant_id="other-" + alice.tenant_id)
+    conv = await alice.create_conversation("group")
+    status, file = await upload(alice, PDF, conversation_id=conv)
+    assert (await fetch_raw(mallory, file["url"])).code == 404
+    assert_error(await upload(mallory, PDF, conversation_id=conv), 404, "not_found")

@@ -1,0 +1,51 @@
+"""REST presence over real HTTP: the tenant's users (live over stored), and one's own, read and set."""
+
+from __future__ import annotations
+
+from tests.support.rest import assert_error, rest_users  # noqa: F401  (fixture)
+
+
+async def test_me_starts_offline_and_can_be_set(rest_users):
+    [alice] = rest_users("alice")
+    status, me = await alice.api.get("presence/me/")
+    assert status == 200 and me == {"user_id": alice.user_id, "status": "offline", "current_conversation_id": None, "last_seen": None}
+    for status_name in ("busy", "away", "online", "offline"):
+        status, me = await alice.api.put("presence/me/", {"status": status_name})
+        assert status == 200 and me["status"] == status_name and me["last_seen"]
+        assert (await alice.api.get("presence/me/"))[1]["status"] == status_name
+
+    for bad in ({}, {"status": "sleeping"}, {"status": 1}, {"status": "away", "mood": "ok"}):
+        assert_error(await alice.api.put("presence/me/", bad), 400, "invalid_message")
+    assert (await alice.api.get("presence/me/"))[1]["status"] == "offline", "nothing changed"
+
+
+async def test_tenant_presence_merges_live_and_stored(rest_users):
+    alice, bob, carol = rest_users("alice", "bob", "carol")
+    conv = await alice.create_conversation("group", [bob])
+    await carol.api.put("presence/me/", {"status": "busy"})  # stored, no socket
+    sock = await bob.socket()
+    await sock.request("join_conversation", "conversation_joined", conversation_id=conv)
+
+    ids = f"{bob.user_id},{carol.user_id},{alice.user_id},never-seen"
+    status, page = await alice.api.get(f"presence/?user_ids={ids}")
+    assert status == 200 and page["next"] is None and page["previous"] is None
+    by_user = {p["user_id"]: p for p in page["results"]}
+    assert [p["user_id"] for p in page["results"]] == ids.split(","), "in the order asked"
+    assert by_user[bob.user_id]["status"] == "online" and by_user[bob.user_id]["last_seen"]
+    assert by_user[carol.user_id]["status"] == "busy"
+    assert by_user[alice.user_id]["status"] == "offline" and by_user["never-seen"]["last_seen"] is None
+
+    status, page = await alice.api.get("presence/")
+    known = {p["user_id"]: p["status"] for p in page["results"]}
+    assert known == {bob.user_id: "online", carol.user_id: "busy"}, "every user with presence in this tenant"
+    status, first = await alice.api.get("presence/?limit=1")
+    assert len(first["results"]) == 1 and first["next"] and first["previous"] is None
+
+    status, me = await bob.api.get("presence/me/")
+    assert me["status"] == "online" and me["current_conversation_id"] == conv
+    sock.close()
+
+    assert_error(await alice.api.get("presence/?user_ids=" + ",".join(f"u{n}" for n in range(101))), 400, "invalid_message")
+    assert_error(await alice.api.get("presence/?user_ids=,"), 400, "invalid_message")
+    assert_error(await alice.api.get("presence/?user_ids=" + "x" * 129), 400, "invalid_message")
+    assert_error(await alice.api.get("presence/?limit=0"), 400, "invalid_message")

@@ -1,0 +1,245 @@
+"""``upload/``: store a file in MongoDB; ``files/{id}/``: download it.
+
+Rules (also in openapi.json and docs/rest-api.md):
+
+* The body is ``multipart/form-data`` with one part ``file`` (with a filename) and an
+  optional field ``conversation_id``; any other field is refused (400).
+* At most ``settings.upload_max_bytes`` (``UPLOAD_MAX_BYTES``, default 10 MiB) of file
+  content: 413, nothing stored. A ``Content-Length`` beyond the limit plus multipart
+  framing is refused as soon as the headers arrive, before the body is read.
+* The type is decided by the bytes (``filetype``; UTF-8 text without binary control
+  characters is text). It must be in ``ALLOWED_TYPES``; a declared part type other than
+  ``application/octet-stream`` must agree with the bytes. Otherwise 415.
+* Download: with a conversation, its participants (and tenant admins); without one,
+  the uploader and tenant admins. Anyone else, and other tenants, get 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import quote
+
+import filetype
+import tornado.httputil
+import tornado.web
+
+from web import protocol
+from web.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType
+from web.rest.base import API_PREFIX, ApiHandler, require_participant
+from storage.files import FileIntegrityError
+
+logger = logging.getLogger(__name__)
+
+# Room for multipart framing around a file at the size limit (the HTTP server allows the same).
+BODY_OVERHEAD_BYTES = 64 * 1024
+FILENAME_MAX_CHARS = 255
+
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/heic", "image/avif")
+DOCUMENT_TYPES = (
+    "application/pdf",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+)
+ARCHIVE_TYPES = ("application/zip",)
+TEXT_TYPES = ("text/plain", "text/csv", "text/markdown")
+ALLOWED_TYPES = IMAGE_TYPES + DOCUMENT_TYPES + ARCHIVE_TYPES + TEXT_TYPES
+
+# What clients declare for a part whose type they do not know: the bytes decide alone.
+UNDECLARED_TYPES = frozenset({"", "application/octet-stream", "application/unknown", "binary/octet-stream"})
+# Other names in common use for the same types.
+TYPE_ALIASES = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-ms-bmp": "image/bmp",
+    "application/x-pdf": "application/pdf",
+    "text/rtf": "application/rtf",
+    "application/x-zip-compressed": "application/zip",
+    "application/x-zip": "application/zip",
+    "text/x-markdown": "text/markdown",
+}
+
+# Control characters that do not occur in text files (tab, newline, form feed and CR do).
+_BINARY_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_FILENAME_JUNK = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def media_type(value: str | None) -> str:
+    base = (value or "").split(";", 1)[0].strip().lower()
+    return TYPE_ALIASES.get(base, base)
+
+
+def looks_like_text(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return not _BINARY_CHARS.search(text)
+
+
+def checked_content_type(data: bytes, declared: str | None) -> str:
+    """The content type the bytes show, if allowed and consistent with ``declared``; else 415."""
+    declared = media_type(declared)
+    kind = filetype.guess(data)
+    if kind is not None:
+        detected = media_type(kind.mime)
+    elif looks_like_text(data):
+        detected = declared if declared in TEXT_TYPES else "text/plain"
+    else:
+        detected = None
+    if detected not in ALLOWED_TYPES:
+        raise UnsupportedMediaType(
+            "This kind of file is not accepted",
+            {"file": [f"The content is {detected or 'unrecognised binary data'}; allowed: {', '.join(ALLOWED_TYPES)}."]},
+        )
+    if declared not in UNDECLARED_TYPES and declared != detected:
+        raise UnsupportedMediaType(
+            "The file's content does not match its declared type",
+            {"file": [f"Declared {declared}, but the content is {detected}."]},
+        )
+    return detected
+
+
+def clean_filename(name: str) -> str:
+    """The last path component, without control characters, at most 255 characters."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _FILENAME_JUNK.sub("", name).strip()
+    return name[:FILENAME_MAX_CHARS] or "file"
+
+
+def file_url(file_id: str) -> str:
+    return f"{API_PREFIX}/files/{file_id}/"
+
+
+@tornado.web.stream_request_body
+class UploadHandler(ApiHandler):
+    """Streams the body in (so the size checks happen as it arrives), then parses the form."""
+
+    def initialize(self, context) -> None:
+        super().initialize(context)
+        self._parts: list[bytes] = []
+        self._received = 0
+        self._overflow = False
+
+    @property
+    def _max_body_bytes(self) -> int:
+        return self.ctx.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
+
+    def prepare(self) -> None:
+        """Auth, rate limit, then what the headers can tell before any body is read."""
+        super().prepare()
+        if self.request.method != "POST":
+            return  # answered 405 once prepare is done
+        if media_type(self.request.headers.get("Content-Type")) != "multipart/form-data":
+            raise UnsupportedMediaType("Upload with Content-Type: multipart/form-data")
+        length = self.request.headers.get("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > self._max_body_bytes:
+            raise self._too_large()
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished or self._overflow:
+            return
+        self._received += len(chunk)
+        if self._received > self._max_body_bytes:
+            self._overflow = True
+            self._parts.clear()
+        else:
+            self._parts.append(chunk)
+
+    def _too_large(self) -> PayloadTooLarge:
+        limit = self.ctx.settings.upload_max_bytes
+        return PayloadTooLarge(f"A file may have at most {limit} bytes", {"file": [f"Larger than {limit} bytes."], "max_bytes": limit})
+
+    async def post(self) -> None:
+        if self._overflow:
+            raise self._too_large()
+        body, self._parts = b"".join(self._parts), []
+        fields: dict[str, list[bytes]] = {}
+        files: dict[str, list[tornado.httputil.HTTPFile]] = {}
+        try:
+            tornado.httputil.parse_body_arguments(self.request.headers["Content-Type"], body, fields, files, self.request.headers)
+        except Exception as error:  # HTTPInputError, or undecodable part headers
+            raise InvalidMessage("The body is not valid multipart/form-data", {"body": [str(error)[:200]]}) from None
+        del body
+        form = self._form_fields(fields, files)
+        part = files["file"][0]
+        if len(part.body) > self.ctx.settings.upload_max_bytes:
+            raise self._too_large()
+        if not part.body:
+            raise InvalidMessage("Invalid fields", {"file": ["The file is empty."]})
+        conversation_id = form["conversation_id"]
+        if conversation_id is not None:
+            await require_participant(self.ctx, self.principal, conversation_id)
+        content_type = checked_content_type(part.body, part.content_type)
+        doc = await self.ctx.storage.files.save(
+            self.tenant_id,
+            owner_id=self.principal.user_id,
+            filename=clean_filename(part.filename),
+            content_type=content_type,
+            data=part.body,
+            conversation_id=conversation_id,
+        )
+        self.respond(protocol.file_object(doc, file_url(doc["_id"])), 201)
+
+    def _form_fields(self, fields: dict[str, list[bytes]], files: dict[str, list]) -> dict:
+        errors: dict[str, list[str]] = {}
+        for name in {*fields, *files} - {"file", "conversation_id"}:
+            errors[name] = ["Unknown field."]
+        if "conversation_id" in files:
+            errors["conversation_id"] = ["Send a plain form field, not a file."]
+        if "file" in fields:
+            errors["file"] = ["Send the file as a file part (with a filename)."]
+        elif len(files.get("file", [])) != 1:
+            errors["file"] = ["Missing data for required field." if "file" not in files else "Send exactly one file."]
+        values = fields.get("conversation_id", [])
+        if len(values) > 1:
+            errors["conversation_id"] = ["Give it once."]
+        if errors:
+            raise InvalidMessage("Invalid fields", errors)
+        form = {}
+        if values:
+            try:
+                form["conversation_id"] = values[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidMessage("Invalid fields", {"conversation_id": ["Not valid UTF-8."]}) from None
+        return self.ctx.protocol.load_body("upload", form)
+
+
+class FileHandler(ApiHandler):
+    async def get(self, file_id: str) -> None:
+        doc = await self.ctx.storage.files.get(self.tenant_id, file_id)
+        if doc is None:
+            raise NotFound("File not found")
+        if doc.get("conversation_id") is not None:
+            try:
+                await require_participant(self.ctx, self.principal, doc["conversation_id"])
+            except NotFound:
+                raise NotFound("File not found") from None
+        elif doc["owner_id"] != self.principal.user_id and not self.principal.is_tenant_admin:
+            raise NotFound("File not found")
+        try:
+            data = await self.ctx.storage.files.read(self.tenant_id, doc)
+        except FileIntegrityError as error:
+            logger.error("%s", error)
+            raise ChatError("The file's content is incomplete") from None
+        content_type = doc["content_type"]
+        self.set_header("Content-Type", f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type)
+        self.set_header("Content-Length", str(len(data)))
+        self.set_header("Content-Disposition", content_disposition(doc["filename"], inline=content_type in IMAGE_TYPES))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(data)
+
+
+def content_disposition(filename: str, *, inline: bool) -> str:
+    """RFC 6266: an ASCII fallback and the exact name in ``filename*``."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in filename)
+    kind = "inline" if inline else "attachment"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -1,0 +1,105 @@
+"""``conversations/{id}/messages/``: history and send; ``.../messages/{id}/``: get, edit, delete;
+``conversations/{id}/read/``: a read receipt.
+
+Every write goes through the conversation actor, so it is numbered, stored and broadcast
+to the joined WebSocket members exactly as the same write over a socket would be.
+
+History paging (also in openapi.json and docs/rest-api.md): a page is at most ``limit``
+messages, always in ascending ``seq`` within the page. Without cursors the page is the
+newest one; ``before=S`` gives the newest messages with ``seq < S``; ``after=S`` gives the
+oldest messages with ``seq > S`` (with ``before`` too, only those below it). ``next`` points
+to the older neighbour page (``before=<first seq>``) and ``previous`` to the newer one
+(``after=<last seq>``), each ``null`` when there is nothing on that side.
+"""
+
+from __future__ import annotations
+
+from storage.reactions import summarize
+from web import protocol
+from web.errors import NotFound
+from web.rest.base import ApiHandler, require_participant
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 100
+
+
+async def messages_with_reactions(ctx, tenant_id: str, docs: list[dict]) -> list[dict]:
+    reactions = summarize(await ctx.storage.reactions.of_messages(tenant_id, [doc["_id"] for doc in docs]))
+    return [protocol.message_object(doc, reactions.get(doc["_id"])) for doc in docs]
+
+
+class MessagesHandler(ApiHandler):
+    async def get(self, conversation_id: str) -> None:
+        limit = self.int_argument("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+        before = self.int_argument("before", None, minimum=1)
+        after = self.int_argument("after", None, minimum=0)
+        await require_participant(self.ctx, self.principal, conversation_id)
+        messages = self.ctx.storage.messages
+        tenant_id = self.tenant_id
+        forward = after is not None
+        docs = await messages.page(
+            tenant_id, conversation_id, after_seq=after, before_seq=before, limit=limit, newest_first=not forward
+        )
+        if not forward:
+            docs.reverse()
+        # The seqs this page reaches to; older and newer pages start past them.
+        if docs:
+            older_than, newer_than = docs[0]["seq"], docs[-1]["seq"]
+        else:
+            older_than = after + 1 if forward else None
+            newer_than = before - 1 if before is not None else None
+        older = older_than is not None and bool(
+            await messages.page(tenant_id, conversation_id, before_seq=older_than, limit=1, newest_first=True)
+        )
+        newer = newer_than is not None and await messages.last_seq(tenant_id, conversation_id) > newer_than
+        self.respond_page(
+            await messages_with_reactions(self.ctx, tenant_id, docs),
+            self.page_url(limit=limit, before=older_than) if older else None,
+            self.page_url(limit=limit, after=newer_than) if newer else None,
+        )
+
+    async def post(self, conversation_id: str) -> None:
+        """201 with the stored message; 200 with the original when ``client_msg_id`` was seen before."""
+        body = self.load_body("create_message")
+        await require_participant(self.ctx, self.principal, conversation_id)
+        if body["client_msg_id"] is not None:
+            earlier = await self.ctx.storage.messages.by_client_ids(
+                self.tenant_id, conversation_id, self.principal.user_id, [body["client_msg_id"]]
+            )
+            if earlier:
+                self.respond((await messages_with_reactions(self.ctx, self.tenant_id, earlier))[0])
+                return
+        message = await self.ctx.directory.call(self.tenant_id, conversation_id, "send", self.principal, body)
+        self.respond(message, 201)
+
+
+class MessageHandler(ApiHandler):
+    async def get(self, conversation_id: str, message_id: str) -> None:
+        await require_participant(self.ctx, self.principal, conversation_id)
+        doc = await self.ctx.storage.messages.get(self.tenant_id, message_id)
+        if doc is None or doc["conversation_id"] != conversation_id:
+            raise NotFound("Message not found")
+        self.respond((await messages_with_reactions(self.ctx, self.tenant_id, [doc]))[0])
+
+    async def put(self, conversation_id: str, message_id: str) -> None:
+        """The sender edits the content; ``message_updated`` goes to the members."""
+        body = self.load_body("edit_message")
+        message = await self.ctx.directory.call(
+            self.tenant_id, conversation_id, "edit", self.principal, message_id, body["content"]
+        )
+        self.respond(message)
+
+    async def delete(self, conversation_id: str, message_id: str) -> None:
+        """The sender, the owner or an admin deletes; the answer is the tombstone that stays in history."""
+        message = await self.ctx.directory.call(self.tenant_id, conversation_id, "delete", self.principal, message_id)
+        self.respond(message)
+
+
+class ReadReceiptHandler(ApiHandler):
+    async def post(self, conversation_id: str) -> None:
+        """Move the caller's read pointer to ``message_id`` (default: the latest message)."""
+        body = self.load_body("mark_read")
+        receipt = await self.ctx.directory.call(
+            self.tenant_id, conversation_id, "mark_read", self.principal, body["message_id"]
+        )
+        self.respond(receipt)
