@@ -54,11 +54,11 @@ def parse_args(argv=None):
                     help="override the history conversation size")
     ap.add_argument("--history-pagers", type=int, dest="history_pagers_cli",
                     help="override the number of concurrent pagers (in all)")
-    ap.add_argument("--quiet-wait", type=float, default=20.0,
+    ap.add_argument("--quiet-wait", type=float, default=10.0,
                     help="before each measurement wait up to this long for other processes to leave "
                          "the CPU (< 15%% busy); default 20 s")
-    ap.add_argument("--budget-secs", type=float, default=560.0,
-                    help="skip what is left once the run has taken this long (default 560)")
+    ap.add_argument("--budget-secs", type=float, default=530.0,
+                    help="skip what is left once the run has taken this long (default 530)")
     ap.add_argument("--json", help="also write all figures to this JSON file")
     ap.add_argument("--logdir", help="where server logs go (default: a temp dir)")
     a = ap.parse_args(argv)
@@ -80,7 +80,7 @@ def parse_args(argv=None):
     else:
         a.fanout_sockets, a.step_secs, a.probe_secs = 500, 2.5, 2.0
         a.small_convs = 500
-        a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 90.0
+        a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 60.0
         a.idle_per_user = 4
         a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 15.0, 1, 45.0
         a.history_request_timeout = 45.0
@@ -206,7 +206,7 @@ def background_load(secs: float = 1.0) -> float:
     from bench.scenarios import machine_busy
     a = psutil.cpu_times()
     time.sleep(secs)
-    return machine_busy(a, psutil.cpu_times())
+    return max(0.0, machine_busy(a, psutil.cpu_times()))
 
 
 def main(argv=None):
