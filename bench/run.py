@@ -147,6 +147,8 @@ def fmt(v, kind):
         return "inf"
     if kind == "int":
         return f"{v:,.0f}"
+    if 0 < abs(v) < 1:
+        return f"{v:.2f}"
     return f"{v:,.1f}"
 
 
