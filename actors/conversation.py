@@ -16,7 +16,7 @@ from typing import Any
 
 from actors.delivery import BatchOutcome, PendingSend, store_batch
 from actors.principal import Principal
-from actors.runtime import LoopActor, LoopFuture
+from actors.runtime import LoopActor, LoopFuture, loop
 from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
@@ -28,6 +28,11 @@ from web.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound,
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# After the database failed a write (or the read after it), sends are refused at once for this
+# long instead of each waiting out MONGODB_TIMEOUT_MS: a socket's frames are handled one at a
+# time, so a backlog would take a timeout apiece and starve the socket's keepalive. The first
+# send after that tries the database again.
+STORAGE_RETRY_SECS = 1.0
 MANAGER_ROLES = ("owner", "admin")
 
 
@@ -75,6 +80,7 @@ class ConversationActor(LoopActor):
         self._pending: list[PendingSend] = []
         self._in_flight = False
         self._reconcile_needed = False
+        self._storage_down_until = 0.0  # loop time; see STORAGE_RETRY_SECS
         self._busy = 0
         self._idle_timer = None
         self._idle_tokens = itertools.count()
@@ -216,6 +222,8 @@ class ConversationActor(LoopActor):
         role = self._require_role(principal)
         if self._conversation["type"] == "channel" and role not in MANAGER_ROLES:
             raise Forbidden("Only the owner and admins post in a channel")
+        if self._storage_down():
+            raise StorageUnavailable()
         doc = self._storage.messages.build(
             self.tenant_id,
             self.conversation_id,
@@ -257,7 +265,13 @@ class ConversationActor(LoopActor):
         return waiter
 
     def _store_next(self) -> None:
-        if self._in_flight or not (self._pending or self._reconcile_needed):
+        if self._in_flight:
+            return  # its outcome calls again
+        down = self._storage_down()
+        if down and self._pending:
+            self._refuse_pending()
+        # A re-read after an uncertain write waits for the next send once the database failed.
+        if not (self._pending or (self._reconcile_needed and not down)):
             waiters, self._settle_waiters = self._settle_waiters, []
             for waiter in waiters:
                 waiter.set(True)
@@ -290,6 +304,10 @@ class ConversationActor(LoopActor):
         for pending, failure in outcome.failed:
             if pending.reply is not None:
                 pending.reply.set_exception((type(failure), failure, None))
+        if any(isinstance(failure, StorageUnavailable) for _, failure in outcome.failed):
+            self._storage_failed()
+        elif outcome.stored or outcome.duplicates:
+            self._storage_down_until = 0.0
         if outcome.stored:
             last = outcome.stored[-1][1]
             self.run_io(self._storage.conversations.touch(self.tenant_id, self.conversation_id, last["created_at"]), _log_io_error)
@@ -312,17 +330,30 @@ class ConversationActor(LoopActor):
         self._in_flight = False
         if error is not None:
             logger.warning("still cannot read %s after a failed write: %s", self.conversation_id, error)
-            for pending in self._pending:
-                if pending.reply is not None:
-                    pending.reply.set_exception((StorageUnavailable, StorageUnavailable(), None))
-            self._pending = []
-            self._maybe_idle()
+            self._storage_failed()
+            self._refuse_pending()
+            self._store_next()
             return
         self._reconcile_needed = False
         for doc in docs:
             self._last_seq = doc["seq"]
             self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
         self._store_next()
+
+    def _storage_down(self) -> bool:
+        return self._storage_down_until > 0.0 and loop().time() < self._storage_down_until
+
+    def _storage_failed(self) -> None:
+        self._storage_down_until = loop().time() + STORAGE_RETRY_SECS
+
+    def _refuse_pending(self) -> None:
+        """Answer everything queued with storage_unavailable (nothing of it was stored)."""
+        pending, self._pending = self._pending, []
+        for item in pending:
+            if item.reply is not None:
+                item.reply.set_exception((StorageUnavailable, StorageUnavailable(), None))
+            else:
+                logger.warning("system message not stored in %s: %s", self.conversation_id, item.doc["content"])
 
     def edit(self, principal: Principal, message_id: str, content: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
         self._require_role(principal)

@@ -24,6 +24,9 @@ class Settings:
     jwt_algorithm: str = "HS256"
     mongodb_uri: str | None = None
     mongodb_db: str = "chat"
+    # How long a MongoDB call waits for a reachable server (and a connect may take); past that the
+    # caller gets storage_unavailable. See storage.database.
+    mongodb_timeout_ms: int = 5000
     allowed_origins: tuple[str, ...] = ()
     heartbeat_interval_secs: float = 25.0
     heartbeat_timeout_secs: float = 20.0
@@ -56,6 +59,7 @@ _ENV_NAMES = {
     "jwt_algorithm": "JWT_ALGORITHM",
     "mongodb_uri": "MONGODB_URI",
     "mongodb_db": "MONGODB_DB",
+    "mongodb_timeout_ms": "MONGODB_TIMEOUT_MS",
     "allowed_origins": "ALLOWED_ORIGINS",
     "heartbeat_interval_secs": "HEARTBEAT_INTERVAL_SECS",
     "heartbeat_timeout_secs": "HEARTBEAT_TIMEOUT_SECS",
@@ -114,4 +118,6 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ConfigError("JWT_ALGORITHM must be one of HS256, HS384, HS512")
     if not settings.jwt_secret:
         raise ConfigError("JWT_SECRET must not be empty")
+    if settings.mongodb_timeout_ms <= 0:
+        raise ConfigError("MONGODB_TIMEOUT_MS must be a positive number of milliseconds")
     return settings

@@ -21,15 +21,23 @@ from storage.reactions import ReactionRepository
 
 logger = logging.getLogger(__name__)
 
-SERVER_SELECTION_TIMEOUT_MS = 5000
+# MONGODB_TIMEOUT_MS: how long an operation waits for a reachable server, and how long a connect
+# (and the monitor's heartbeat) may take. A server that stops answering mid-operation is caught by
+# the heartbeat, which interrupts the operations in flight; no socketTimeoutMS is set, so that a
+# legitimately long operation (an index build at start-up) is not cut off.
+DEFAULT_TIMEOUT_MS = 5000
 
 
-def _make_client(uri: str | None):
+def _make_client(uri: str | None, timeout_ms: int = DEFAULT_TIMEOUT_MS):
     if not uri:
         from mongomock_motor import AsyncMongoMockClient
 
         return AsyncMongoMockClient()
-    options = {"serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS, "tz_aware": True}
+    options = {
+        "serverSelectionTimeoutMS": timeout_ms,
+        "connectTimeoutMS": timeout_ms,
+        "tz_aware": True,
+    }
     if os.environ.get("MONGODB_CLIENT", "motor") == "pymongo":
         from pymongo import AsyncMongoClient
 
@@ -65,14 +73,16 @@ class Storage:
                 result.close()
 
 
-def open_storage(uri: str | None, db_name: str) -> Storage:
-    """Build the repositories over one client; indexes are made by ``ensure_indexes``."""
+def open_storage(uri: str | None, db_name: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Storage:
+    """Build the repositories over one client; indexes are made by ``ensure_indexes``.
+
+    ``timeout_ms`` (``MONGODB_TIMEOUT_MS``) bounds server selection and connecting."""
     if not uri:
         logger.warning(
             "MONGODB_URI is not set: using an embedded in-memory database; "
             "data will not survive a restart"
         )
-    client = _make_client(uri)
+    client = _make_client(uri, timeout_ms)
     db = client[db_name]
     return Storage(
         client=client,

@@ -20,6 +20,7 @@ class AppContext:
     limiter: RateLimiter
     sockets: set = dataclasses.field(default_factory=set)
     shutting_down: bool = False
+    frames_in_flight: int = 0  # WebSocket frames being handled; a shutdown lets them finish
 
     @classmethod
     def build(cls, settings: Settings, storage: Storage) -> AppContext:

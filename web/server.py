@@ -20,6 +20,8 @@ from web.websocket import CLOSE_GOING_AWAY
 logger = logging.getLogger(__name__)
 
 INDEX_RETRY_SECS = 5.0
+# How long a shutdown waits for clients to answer its close frames.
+CLOSE_HANDSHAKE_SECS = 0.5
 # Room for multipart framing around an upload at the size limit; the handler enforces the limit.
 BODY_OVERHEAD_BYTES = 64 * 1024
 
@@ -67,7 +69,7 @@ class ChatServer:
 
     async def start(self, sockets=None) -> None:
         bind_loop()
-        storage = open_storage(self.settings.mongodb_uri, self.settings.mongodb_db)
+        storage = open_storage(self.settings.mongodb_uri, self.settings.mongodb_db, self.settings.mongodb_timeout_ms)
         self.context = AppContext.build(self.settings, storage)
         try:
             await storage.ensure_indexes()
@@ -93,12 +95,19 @@ class ChatServer:
         context = self.context
         context.shutting_down = True
         self.http_server.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_timeout_secs
         try:
             await asyncio.wait_for(context.directory.settle(), self.settings.shutdown_timeout_secs)
         except asyncio.TimeoutError:
             logger.error("gave up waiting for queued messages after %.0fs", self.settings.shutdown_timeout_secs)
         for socket in list(context.sockets):
             socket.close(CLOSE_GOING_AWAY, "Server restarting; reconnect and resume with since_seq")
+        # Clients answer the close at once (a silent one is not waited for long), and frames being
+        # handled finish before the actors and the database go; the loop's end would cancel them.
+        handshakes_until = min(deadline, loop.time() + CLOSE_HANDSHAKE_SECS)
+        while (context.sockets and loop.time() < handshakes_until) or (context.frames_in_flight and loop.time() < deadline):
+            await asyncio.sleep(0.01)
         context.directory.stop_all()
         await asyncio.sleep(0)
         context.storage.close()

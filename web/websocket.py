@@ -16,10 +16,11 @@ import tornado.websocket
 from tornado.iostream import StreamBufferFullError, StreamClosedError
 
 from storage.clock import new_id
+from storage.errors import PyMongoError
 from web import protocol
 from web.auth import decode_token
 from web.context import AppContext
-from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, TooManyConnections, Unauthorized
+from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from web.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.principal = None
         self.conn_id = new_id()
         self.joined: set[str] = set()
+        # Conversations this socket said it is typing in (joined or not): its close clears them.
+        self.typing_in: set[str] = set()
         self._registered = False
 
     def check_origin(self, origin: str) -> bool:
@@ -95,11 +98,15 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         try:
-            self.write_message(data)
+            written = self.write_message(data)
         except StreamBufferFullError:
             self._cut_off_slow_reader()
         except (tornado.websocket.WebSocketClosedError, StreamClosedError):
             pass
+        else:
+            # Nobody awaits the write; a socket that closes with writes pending fails them, and
+            # an unretrieved failure would be logged as an error once per queued event.
+            written.add_done_callback(_retrieve)
 
     def _cut_off_slow_reader(self) -> None:
         logger.info("closing a slow reader (user %s)", self.principal.user_id)
@@ -119,11 +126,22 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     # --- incoming -------------------------------------------------------------------------
 
     async def on_message(self, raw: str | bytes) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return  # we are closing it (flood, slow reader, shutdown): what it still sends is not acted upon
+        self.ctx.frames_in_flight += 1
+        try:
+            await self._handle_frame(raw)
+        finally:
+            self.ctx.frames_in_flight -= 1
+
+    async def _handle_frame(self, raw: str | bytes) -> None:
         request_id = None
         try:
             self._admit_frame()
             kind, data, request_id = self.ctx.protocol.parse_frame(raw)
             if kind in WRITE_COMMANDS:
+                if self.ctx.shutting_down:  # what is already queued is being stored; nothing new
+                    raise ShuttingDown()
                 self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
             await getattr(self, "on_" + kind)(request_id=request_id, **data)
         except RateLimited as error:
@@ -132,6 +150,9 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                 self.close(CLOSE_FLOOD, "Too many messages")
         except ChatError as error:
             self.send(protocol.error_event(error, request_id))
+        except PyMongoError as error:  # a direct read (e.g. which conversation a message is in)
+            logger.warning("storage unavailable for a frame from %s: %s", self.principal.user_id, error)
+            self.send(protocol.error_event(StorageUnavailable(), request_id))
         except Exception:
             logger.exception("unexpected failure handling a frame from %s", self.principal.user_id)
             self.send(protocol.error_event(ChatError(), request_id))
@@ -185,8 +206,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     async def on_start_typing(self, conversation_id: str, request_id: Any) -> None:
         await self._call(conversation_id, "typing", self.principal, True)
+        self.typing_in.add(conversation_id)
 
     async def on_stop_typing(self, conversation_id: str, request_id: Any) -> None:
+        self.typing_in.discard(conversation_id)
         await self._call(conversation_id, "typing", self.principal, False)
 
     async def on_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
@@ -206,10 +229,16 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self._registered = False
         self.ctx.sockets.discard(self)
         tenant_id = self.principal.tenant_id
-        for conversation_id in self.joined:
+        for conversation_id in self.joined | self.typing_in:
             self.ctx.directory.tell(tenant_id, conversation_id, "drop", self)
         self.joined.clear()
+        self.typing_in.clear()
         self.ctx.directory.tenant(tenant_id).disconnect.defer(self)
+
+
+def _retrieve(future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class WrongPathSocket(tornado.websocket.WebSocketHandler):
