@@ -8,6 +8,7 @@ a time, and broadcast strictly in ``seq`` order once stored.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import logging
@@ -85,6 +86,7 @@ class ConversationActor(LoopActor):
         self._idle_timer = None
         self._idle_tokens = itertools.count()
         self._settle_waiters: list[LoopFuture] = []
+        self._last_doc_write: asyncio.Future | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -310,7 +312,8 @@ class ConversationActor(LoopActor):
             self._storage_down_until = 0.0
         if outcome.stored:
             last = outcome.stored[-1][1]
-            self.run_io(self._storage.conversations.touch(self.tenant_id, self.conversation_id, last["created_at"]), _log_io_error)
+            touch = self._storage.conversations.touch
+            self.run_io(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, last["created_at"])), _log_io_error)
         self._reconcile_needed = self._reconcile_needed or outcome.uncertain
         self._store_next()
 
@@ -567,7 +570,8 @@ class ConversationActor(LoopActor):
             self._broadcast(protocol.event("conversation_updated", conversation=protocol.conversation_object(conversation)))
             return conversation
 
-        return self._io(self._storage.conversations.update(self.tenant_id, self.conversation_id, changes), updated)
+        update = self._storage.conversations.update
+        return self._io(self._doc_write(lambda: update(self.tenant_id, self.conversation_id, changes)), updated)
 
     def delete_conversation(self, principal: Principal) -> LoopFuture:
         role = self._require_role(principal)
@@ -588,6 +592,19 @@ class ConversationActor(LoopActor):
             return True
 
         return self._io(work(), deleted)
+
+    def _doc_write(self, start: Callable[[], Awaitable[Any]]) -> asyncio.Future:
+        """Writes to the conversation's document, one after another: concurrent updates of one
+        document can lose one of them on some MongoDB-compatible servers (FerretDB)."""
+        previous = self._last_doc_write
+
+        async def write():
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            return await start()
+
+        self._last_doc_write = task = asyncio.ensure_future(write())
+        return task
 
     def snapshot(self) -> dict:
         """Live figures for tests and diagnostics."""
