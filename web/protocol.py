@@ -26,6 +26,9 @@ EMOJI_MAX_CHARS = 32
 TITLE_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 2000
 MAX_PARTICIPANTS_PER_REQUEST = 500
+# Metadata is stored as is: keep it to what every MongoDB stores (which stops at 100 levels).
+METADATA_MAX_DEPTH = 32
+BSON_INT_RANGE = range(-(2**63), 2**63)
 CLIENT_MESSAGE_TYPES = tuple(t for t in MESSAGE_TYPES if t != "system")
 FILE_MESSAGE_TYPES = ("file", "image")
 
@@ -36,6 +39,23 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def _no_control_chars(value: str) -> None:
     if _CONTROL_CHARS.search(value):
         raise ValidationError("Control characters are not allowed.")
+
+
+def _metadata_problem(value: Any, level: int = 1) -> str | None:
+    """Why MongoDB could not store ``value`` (a JSON object or array at nesting ``level``), if it could not."""
+    if level > METADATA_MAX_DEPTH:
+        return f"Nested deeper than {METADATA_MAX_DEPTH} levels."
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if isinstance(key, str) and ("\x00" in key or key.startswith("$") or "." in key):
+            return "Keys must not contain NUL or '.', nor start with '$'."
+        if isinstance(item, (dict, list)):
+            problem = _metadata_problem(item, level + 1)
+            if problem:
+                return problem
+        elif isinstance(item, int) and not isinstance(item, bool) and item not in BSON_INT_RANGE:
+            return "Integers must fit in 64 bits."
+    return None
 
 
 def _identifier(**kwargs) -> fields.String:
@@ -80,10 +100,10 @@ class Protocol:
             required=True,
             validate=[validate.Length(max=settings.max_content_chars), _no_control_chars],
         )
-        metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=self._metadata_size)
+        metadata = fields.Dict(keys=fields.String(), load_default=dict, validate=self._check_metadata)
         emoji = fields.String(
             required=True,
-            validate=[validate.Length(min=1, max=EMOJI_MAX_CHARS), validate.Regexp(r"^\S+$"), _no_control_chars],
+            validate=[validate.Length(min=1, max=EMOJI_MAX_CHARS), validate.Regexp(r"\A\S+\Z"), _no_control_chars],
         )
         check_message = self._check_message_body
 
@@ -167,7 +187,10 @@ class Protocol:
             "upload": schema("UploadForm", {"conversation_id": _identifier(load_default=None)}),
         }
 
-    def _metadata_size(self, value: dict) -> None:
+    def _check_metadata(self, value: dict) -> None:
+        problem = _metadata_problem(value)
+        if problem:
+            raise ValidationError(problem)
         try:
             size = len(orjson.dumps(value))
         except TypeError:

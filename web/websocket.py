@@ -77,6 +77,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.close(CLOSE_GOING_AWAY, ShuttingDown.default_message)
             return
         self.principal = principal
+        # Small frames back to back (an answer, then the next) must not wait for delayed ACKs.
+        self.set_nodelay(True)
         settings = self.ctx.settings
         now = time.monotonic()
         self._frames = TokenBucket(settings.rate_limit_per_sec * FRAME_RATE_FACTOR, settings.rate_limit_burst * FRAME_RATE_FACTOR, now)
