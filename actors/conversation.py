@@ -220,7 +220,10 @@ class ConversationActor(LoopActor):
     # --- messages ------------------------------------------------------------------------
 
     def send(self, principal: Principal, body: dict, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        """Queue a message; the answer (the stored message object) comes once it is stored."""
+        """Queue a message; the answer, ``(message object, created)``, comes once it is stored.
+
+        ``created`` is false for a retried ``client_msg_id``: the original is returned and
+        nothing is broadcast again."""
         role = self._require_role(principal)
         if self._conversation["type"] == "channel" and role not in MANAGER_ROLES:
             raise Forbidden("Only the owner and admins post in a channel")
@@ -302,7 +305,7 @@ class ConversationActor(LoopActor):
             if pending.origin is not None:
                 pending.origin.send(protocol.event("new_message", pending.request_id, message=message))
             if pending.reply is not None:
-                pending.reply.set(message)
+                pending.reply.set((message, False))
         for pending, failure in outcome.failed:
             if pending.reply is not None:
                 pending.reply.set_exception((type(failure), failure, None))
@@ -321,7 +324,7 @@ class ConversationActor(LoopActor):
         message = protocol.message_object(doc)
         self._publish("new_message", pending.origin, pending.request_id, message=message)
         if pending.reply is not None:
-            pending.reply.set(message)
+            pending.reply.set((message, True))
 
     def _storage_catch_up(self) -> Awaitable[list[dict]]:
         """After an uncertain write: what reached the database beyond our last seq."""

@@ -45,7 +45,6 @@ class BatchOutcome:
 async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, batch: list[PendingSend], next_seq: int) -> BatchOutcome:
     outcome = BatchOutcome()
     try:
-        existing = await _existing_by_client_id(storage, tenant_id, conversation_id, batch)
         known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
         files = await _referenced_files(storage, tenant_id, batch)
     except PyMongoError as error:
@@ -54,63 +53,76 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
         return outcome
 
     to_insert: list[PendingSend] = []
-    first_in_batch: dict[tuple[str, str], PendingSend] = {}
+    first_in_batch: dict[str, PendingSend] = {}
     followers: list[tuple[PendingSend, PendingSend]] = []
     for pending in batch:
         doc = pending.doc
-        key = (doc["sender_id"], doc["dedupe_key"])
-        if key in existing:
-            outcome.duplicates.append((pending, existing[key]))
-        elif key in first_in_batch:
-            followers.append((pending, first_in_batch[key]))
+        if doc["_id"] in first_in_batch:  # the same client_msg_id twice in one batch
+            followers.append((pending, first_in_batch[doc["_id"]]))
         elif doc["reply_to"] is not None and doc["reply_to"] not in known_replies:
             outcome.failed.append((pending, NotFound("reply_to is not a message of this conversation", {"reply_to": ["Not found."]})))
         elif (refused := _file_refusal(doc, conversation_id, files)) is not None:
             outcome.failed.append((pending, refused))
         else:
-            first_in_batch[key] = pending
-            doc["seq"] = next_seq
+            first_in_batch[doc["_id"]] = pending
             doc["created_at"] = utcnow()
-            next_seq += 1
             to_insert.append(pending)
 
-    inserted = len(to_insert)
-    if to_insert:
-        try:
-            await storage.messages.insert_ordered([pending.doc for pending in to_insert])
-        except BulkWriteError as error:
-            inserted = error.details.get("nInserted", 0)
-            logger.warning("insert stopped after %d of %d in %s: %s", inserted, len(to_insert), conversation_id, error.details.get("writeErrors", [])[:1])
-            outcome.uncertain = True
-        except PyMongoError as error:
-            logger.warning("insert failed in %s: %s", conversation_id, error)
-            inserted = 0
-            outcome.uncertain = True
-    stored_ids = set()
-    for pending in to_insert[:inserted]:
-        outcome.stored.append((pending, pending.doc))
-        stored_ids.add(id(pending))
-    for pending in to_insert[inserted:]:
-        pending.doc["seq"] = pending.doc["created_at"] = None
-        outcome.failed.append((pending, StorageUnavailable()))
+    await _insert_numbered(storage, tenant_id, to_insert, next_seq, outcome)
+    stored_ids = {id(pending) for pending, _ in outcome.stored}
     for pending, leader in followers:
         if id(leader) in stored_ids:
             outcome.duplicates.append((pending, leader.doc))
         else:
-            outcome.failed.append((pending, StorageUnavailable()))
+            match = next((doc for p, doc in outcome.duplicates if p is leader), None)
+            if match is not None:
+                outcome.duplicates.append((pending, match))
+            else:
+                outcome.failed.append((pending, StorageUnavailable()))
     return outcome
 
 
-async def _existing_by_client_id(storage, tenant_id, conversation_id, batch) -> dict[tuple[str, str], dict]:
-    wanted: dict[str, list[str]] = {}
-    for pending in batch:
-        if pending.doc["client_msg_id"] is not None:
-            wanted.setdefault(pending.doc["sender_id"], []).append(pending.doc["dedupe_key"])
-    found = {}
-    for sender_id, keys in wanted.items():
-        for doc in await storage.messages.by_client_ids(tenant_id, conversation_id, sender_id, keys):
-            found[(sender_id, doc["dedupe_key"])] = doc
-    return found
+async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[PendingSend], next_seq: int, outcome: BatchOutcome) -> None:
+    """Number and insert in order. A retried ``client_msg_id`` collides on its derived ``_id``:
+    answer it with the stored original and renumber the rest, so no seq is skipped."""
+    while to_insert:
+        for offset, pending in enumerate(to_insert):
+            pending.doc["seq"] = next_seq + offset
+        try:
+            await storage.messages.insert_ordered([pending.doc for pending in to_insert])
+        except BulkWriteError as error:
+            inserted = error.details.get("nInserted", 0)
+            outcome.stored.extend((pending, pending.doc) for pending in to_insert[:inserted])
+            next_seq += inserted
+            rest = to_insert[inserted:]
+            first_error = (error.details.get("writeErrors") or [{}])[0]
+            original = None
+            if first_error.get("code") == 11000 and rest and rest[0].doc["client_msg_id"] is not None:
+                try:
+                    original = await storage.messages.get(tenant_id, rest[0].doc["_id"])
+                except PyMongoError:
+                    original = None
+            if original is None:
+                logger.warning("insert stopped after %d of %d: %s", inserted, len(to_insert), first_error.get("errmsg"))
+                _refuse(rest, outcome)
+                return
+            outcome.duplicates.append((rest[0], original))
+            to_insert = rest[1:]
+        except PyMongoError as error:
+            logger.warning("insert failed: %s", error)
+            _refuse(to_insert, outcome)
+            return
+        else:
+            outcome.stored.extend((pending, pending.doc) for pending in to_insert)
+            return
+
+
+def _refuse(pendings: list[PendingSend], outcome: BatchOutcome) -> None:
+    """Not acknowledged; the write may still have landed, so the actor must re-read."""
+    outcome.uncertain = True
+    for pending in pendings:
+        pending.doc["seq"] = pending.doc["created_at"] = None
+        outcome.failed.append((pending, StorageUnavailable()))
 
 
 async def _known_reply_targets(storage, tenant_id, conversation_id, batch) -> set[str]:

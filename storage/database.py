@@ -88,7 +88,7 @@ def open_storage(uri: str | None, db_name: str, timeout_ms: int = DEFAULT_TIMEOU
         client=client,
         conversations=ConversationRepository(db),
         participants=ParticipantRepository(db),
-        messages=MessageRepository(db),
+        messages=MessageRepository(db, embedded=not uri),
         reactions=ReactionRepository(db),
         presence=PresenceRepository(db),
         files=FileRepository(db),

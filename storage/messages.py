@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
+import hashlib
+
 from storage.clock import new_id, utcnow
 from storage.repository import Repository, index
 
@@ -12,12 +14,19 @@ MESSAGE_TYPES = ("text", "emoji", "file", "image", "system")
 
 class MessageRepository(Repository):
     collection_name = "messages"
-    # dedupe_key is the client_msg_id when the client sent one and the message id
-    # otherwise, so one plain unique index makes retries idempotent on every MongoDB.
-    indexes = (
-        index("tenant_id", "conversation_id", "seq", unique=True, name="unique_seq"),
-        index("tenant_id", "conversation_id", "sender_id", "dedupe_key", unique=True, name="unique_client_msg"),
-    )
+    # A message sent with a client_msg_id gets an _id derived from it (client_message_id),
+    # so the _id's own uniqueness makes retries idempotent: no extra index, no lookup before
+    # the insert, and an O(1) check even in the embedded mongomock database.
+    indexes = (index("tenant_id", "conversation_id", "seq", unique=True, name="unique_seq"),)
+
+    def __init__(self, db, *, embedded: bool = False) -> None:
+        super().__init__(db)
+        if embedded:
+            # mongomock enforces a unique index by scanning the whole collection on every
+            # insert. The embedded database lives inside this one process, where the
+            # conversation actor is provably the only writer of a seq, so the index would
+            # guard against nothing; a real MongoDB keeps it (several processes may share it).
+            self.indexes = (index("tenant_id", "conversation_id", "seq", name="seq"),)
 
     @staticmethod
     def build(
@@ -32,7 +41,7 @@ class MessageRepository(Repository):
         reply_to: str | None = None,
     ) -> dict:
         """A new message document; ``seq`` and ``created_at`` are set when it is stored."""
-        message_id = new_id()
+        message_id = new_id() if client_msg_id is None else client_message_id(tenant_id, conversation_id, sender_id, client_msg_id)
         return {
             "_id": message_id,
             "tenant_id": tenant_id,
@@ -47,7 +56,6 @@ class MessageRepository(Repository):
             "is_deleted": False,
             "reply_to": reply_to,
             "client_msg_id": client_msg_id,
-            "dedupe_key": client_msg_id if client_msg_id is not None else message_id,
         }
 
     async def insert_ordered(self, docs: list[dict]) -> None:
@@ -57,10 +65,6 @@ class MessageRepository(Repository):
     async def get(self, tenant_id: str, message_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, _id=message_id))
 
-    async def by_client_ids(self, tenant_id: str, conversation_id: str, sender_id: str, client_ids: list[str]) -> list[dict]:
-        return await self._find(
-            self.scoped(tenant_id, conversation_id=conversation_id, sender_id=sender_id, dedupe_key={"$in": client_ids})
-        )
 
     async def existing_ids(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> set[str]:
         cursor = self.collection.find(self.scoped(tenant_id, conversation_id=conversation_id, _id={"$in": message_ids}), {"_id": 1})
@@ -122,3 +126,9 @@ class MessageRepository(Repository):
 
     async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
         await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
+
+
+def client_message_id(tenant_id: str, conversation_id: str, sender_id: str, client_msg_id: str) -> str:
+    """The id of the message a sender's ``client_msg_id`` names: the same on every retry."""
+    key = "\x1f".join((tenant_id, conversation_id, sender_id, client_msg_id)).encode()
+    return hashlib.sha256(key).hexdigest()[:32]

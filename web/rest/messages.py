@@ -62,15 +62,16 @@ class MessagesHandler(ApiHandler):
         """201 with the stored message; 200 with the original when ``client_msg_id`` was seen before."""
         body = self.load_body("create_message")
         await require_participant(self.ctx, self.principal, conversation_id)
-        if body["client_msg_id"] is not None:
-            earlier = await self.ctx.storage.messages.by_client_ids(
-                self.tenant_id, conversation_id, self.principal.user_id, [body["client_msg_id"]]
-            )
-            if earlier:
-                self.respond((await messages_with_reactions(self.ctx, self.tenant_id, earlier))[0])
-                return
-        message = await self.ctx.directory.call(self.tenant_id, conversation_id, "send", self.principal, body)
-        self.respond(message, 201)
+        message, created = await self.ctx.directory.call(self.tenant_id, conversation_id, "send", self.principal, body)
+        if not created:
+            message = (await messages_with_reactions(self.ctx, self.tenant_id, [await self._stored(message)]))[0]
+        self.respond(message, 201 if created else 200)
+
+    async def _stored(self, message: dict) -> dict:
+        doc = await self.ctx.storage.messages.get(self.tenant_id, message["id"])
+        if doc is None:
+            raise NotFound("Message not found")
+        return doc
 
 
 class MessageHandler(ApiHandler):
