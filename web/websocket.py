@@ -8,6 +8,7 @@ stays open. Only floods (4429) and slow readers (4408) get the socket closed.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from typing import Any
 from urllib.parse import urlparse
@@ -46,6 +47,30 @@ def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
     if "*" in allowed or origin in allowed:
         return True
     return urlparse(origin).netloc.lower() == host.lower()
+
+
+_last_frame: tuple[bytes, bytes] = (b"", b"")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented server-to-client text frame (RFC 6455 section 5.2).
+
+    A broadcast hands the same payload object to every socket, so the last frame built is
+    remembered and reused: one frame per broadcast, not one per recipient.
+    """
+    global _last_frame
+    if _last_frame[0] is payload:
+        return _last_frame[1]
+    length = len(payload)
+    if length < 126:
+        header = bytes((0x81, length))
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    frame = header + payload
+    _last_frame = (payload, frame)
+    return frame
 
 
 class ChatSocket(tornado.websocket.WebSocketHandler):
@@ -100,15 +125,14 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
         try:
-            written = self.write_message(data)
+            # Straight to the stream: write_message would wrap every write in a new asyncio
+            # Task, which costs as much as the rest of a delivery. IOStream.write retrieves the
+            # failure of a write that a closing socket leaves behind by itself.
+            self.ws_connection.stream.write(text_frame(data))
         except StreamBufferFullError:
             self._cut_off_slow_reader()
-        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+        except StreamClosedError:
             pass
-        else:
-            # Nobody awaits the write; a socket that closes with writes pending fails them, and
-            # an unretrieved failure would be logged as an error once per queued event.
-            written.add_done_callback(_retrieve)
 
     def _cut_off_slow_reader(self) -> None:
         logger.info("closing a slow reader (user %s)", self.principal.user_id)
@@ -120,8 +144,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             conversation_ids=sorted(self.joined),
         )
         try:
-            self.write_message(notice)
-        except (tornado.websocket.WebSocketClosedError, StreamClosedError):
+            stream.write(text_frame(notice))
+        except StreamClosedError:
             pass
         self.close(CLOSE_SLOW_CONSUMER, "Too slow to keep up; reconnect and resume with since_seq")
 
@@ -236,11 +260,6 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.joined.clear()
         self.typing_in.clear()
         self.ctx.directory.tenant(tenant_id).disconnect.defer(self)
-
-
-def _retrieve(future) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 class WrongPathSocket(tornado.websocket.WebSocketHandler):
