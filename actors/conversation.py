@@ -393,6 +393,7 @@ class ConversationActor(LoopActor):
             if doc["is_deleted"]:
                 return protocol.message_object(doc)
             updated = await self._storage.messages.tombstone(self.tenant_id, message_id)
+            await self._storage.reactions.delete_message(self.tenant_id, message_id)
             return protocol.message_object(updated)
 
         def deleted(message, error):
@@ -587,6 +588,7 @@ class ConversationActor(LoopActor):
             await self._storage.participants.remove_all(tenant_id, conversation_id)
             await self._storage.messages.delete_conversation(tenant_id, conversation_id)
             await self._storage.reactions.delete_conversation(tenant_id, conversation_id)
+            await self._storage.files.delete_conversation(tenant_id, conversation_id)
 
         def deleted(result, error):
             self._broadcast(protocol.event("conversation_deleted", conversation_id=conversation_id))

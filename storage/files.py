@@ -82,6 +82,13 @@ class FileRepository(Repository):
             return {}
         return {doc["_id"]: doc for doc in await self._find(self.scoped(tenant_id, _id={"$in": file_ids}))}
 
+    async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
+        """A deleted conversation's files: nobody could download them any more."""
+        ids = [doc["_id"] for doc in await self._find(self.scoped(tenant_id, conversation_id=conversation_id))]
+        if ids:
+            await self.collection.delete_many(self.scoped(tenant_id, _id={"$in": ids}))
+            await self.chunks.delete_many(self.scoped(tenant_id, file_id={"$in": ids}))
+
     async def read(self, tenant_id: str, file_doc: dict) -> bytes:
         """The file's bytes; ``FileIntegrityError`` if chunks are missing."""
         cursor = self.chunks.find(self.scoped(tenant_id, file_id=file_doc["_id"])).sort("n", 1)

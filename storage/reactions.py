@@ -47,6 +47,9 @@ class ReactionRepository(Repository):
             return []
         return await self._find(self.scoped(tenant_id, message_id={"$in": message_ids}), sort=[("created_at", 1), ("_id", 1)])
 
+    async def delete_message(self, tenant_id: str, message_id: str) -> None:
+        await self.collection.delete_many(self.scoped(tenant_id, message_id=message_id))
+
     async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
         await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
 

@@ -202,3 +202,14 @@ async def test_another_tenant_cannot_download(rest_users, server):
     status, file = await upload(alice, PDF, conversation_id=conv)
     assert (await fetch_raw(mallory, file["url"])).code == 404
     assert_error(await upload(mallory, PDF, conversation_id=conv), 404, "not_found")
+
+
+async def test_deleting_a_conversation_deletes_its_files(users):
+    alice, bob = users("alice", "bob")
+    conv = await alice.create_conversation("group", [bob])
+    status, file = await upload(alice, png(), filename="a.png", content_type="image/png", conversation_id=conv)
+    assert status == 201
+    status, _ = await alice.api.delete(f"conversations/{conv}/")
+    assert status == 204
+    status, _ = await alice.api.get(f"files/{file['id']}/")
+    assert status == 404

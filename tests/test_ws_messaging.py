@@ -208,3 +208,14 @@ async def test_system_messages_for_membership_changes(users):
     assert system["message"]["message_type"] == "system"
     assert system["message"]["metadata"]["event"] == "participant_added"
     assert system["message"]["metadata"]["user_id"] == carol.user_id
+
+
+async def test_deleting_a_message_drops_its_reactions(users):
+    alice, bob = users("alice", "bob")
+    conv = await alice.create_conversation("group", [bob])
+    a = await alice.socket()
+    message_id = (await a.request("send_message", "new_message", conversation_id=conv, content="soon gone"))["message"]["id"]
+    await a.request("add_reaction", "reaction_added", message_id=message_id, emoji="👀")
+    await a.request("delete_message", "message_deleted", message_id=message_id)
+    status, body = await alice.api.get(f"conversations/{conv}/messages/{message_id}/")
+    assert status == 200 and body["is_deleted"] and body["reactions"] == []
