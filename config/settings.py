@@ -24,8 +24,8 @@ class Settings:
     jwt_algorithm: str = "HS256"
     mongodb_uri: str | None = None
     mongodb_db: str = "chat"
-    # How long a MongoDB call waits for a reachable server (and a connect may take); past that the
-    # caller gets storage_unavailable. See storage.database.
+    # How long a MongoDB call waits for a reachable server (and a connect may take), and half of
+    # how long it waits for an answer; past that the caller gets storage_unavailable. See storage.database.
     mongodb_timeout_ms: int = 5000
     allowed_origins: tuple[str, ...] = ()
     heartbeat_interval_secs: float = 25.0

@@ -22,10 +22,13 @@ from storage.reactions import ReactionRepository
 logger = logging.getLogger(__name__)
 
 # MONGODB_TIMEOUT_MS: how long an operation waits for a reachable server, and how long a connect
-# (and the monitor's heartbeat) may take. A server that stops answering mid-operation is caught by
-# the heartbeat, which interrupts the operations in flight; no socketTimeoutMS is set, so that a
-# legitimately long operation (an index build at start-up) is not cut off.
+# may take. A server that accepts a request and then never answers (hung, stopped, partitioned)
+# fails the operation after SOCKET_TIMEOUT_FACTOR times as long (10 s by default; the driver may
+# retry once), well within the WebSocket keepalive (25 s + 20 s): a socket's frames are handled
+# one at a time, so a frame stuck longer would get its socket closed by the missed pongs.
+# Every query here is small and indexed; an index build at start-up that times out is retried.
 DEFAULT_TIMEOUT_MS = 5000
+SOCKET_TIMEOUT_FACTOR = 2
 
 
 def _make_client(uri: str | None, timeout_ms: int = DEFAULT_TIMEOUT_MS):
@@ -36,6 +39,7 @@ def _make_client(uri: str | None, timeout_ms: int = DEFAULT_TIMEOUT_MS):
     options = {
         "serverSelectionTimeoutMS": timeout_ms,
         "connectTimeoutMS": timeout_ms,
+        "socketTimeoutMS": timeout_ms * SOCKET_TIMEOUT_FACTOR,
         "tz_aware": True,
     }
     if os.environ.get("MONGODB_CLIENT", "motor") == "pymongo":
@@ -76,7 +80,8 @@ class Storage:
 def open_storage(uri: str | None, db_name: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Storage:
     """Build the repositories over one client; indexes are made by ``ensure_indexes``.
 
-    ``timeout_ms`` (``MONGODB_TIMEOUT_MS``) bounds server selection and connecting."""
+    ``timeout_ms`` (``MONGODB_TIMEOUT_MS``) bounds server selection and connecting, and (times
+    ``SOCKET_TIMEOUT_FACTOR``) the wait for an answer."""
     if not uri:
         logger.warning(
             "MONGODB_URI is not set: using an embedded in-memory database; "
