@@ -389,7 +389,7 @@ class World:
     async def run(self, requests: list[Request]) -> None:
         since: list[Request] = []
         for request in requests:
-            if request.maybe_accepted and any(r.method not in ("GET", "HEAD", "OPTIONS") for r in since):
+            if request.maybe_accepted and since:
                 # Before a write that may change the state: all since the last check were refused.
                 await self.check_unchanged(since)
                 since, self.since_check = [], 0

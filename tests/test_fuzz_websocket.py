@@ -624,6 +624,7 @@ class World:
         elif kind == "delete_message":
             expected = self.messages[frame["message_id"]]
             expected.is_deleted, expected.content = True, ""
+            expected.reactions.clear()  # a deleted message keeps no reactions
         elif kind == "add_reaction":
             reaction = answer["reaction"]
             assert (reaction["message_id"], reaction["emoji"], reaction["user_id"]) == (frame["message_id"], frame["emoji"], user.user_id), context
