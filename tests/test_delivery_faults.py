@@ -109,6 +109,8 @@ async def test_database_stopped_and_restarted_loses_no_acknowledged_message(chat
     for sock in (a, b):
         assert (await sock.request("ping", "pong"))["type"] == "pong"
         assert not sock.closed
+    status, body = await alice.api.get(f"conversations/{conv}/messages/")
+    assert status == 503 and body["error"]["code"] == "storage_unavailable", (status, body)
 
     # Back up, with the same chat server process: sends work again (retries keep their ids).
     await asyncio.to_thread(ferretdb.start)

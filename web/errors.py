@@ -69,7 +69,7 @@ class TooManyConnections(ChatError):
 
 
 class StorageUnavailable(ChatError):
-    code, status, default_message = "storage_unavailable", 503, "The database is unavailable; nothing was stored"
+    code, status, default_message = "storage_unavailable", 503, "The database is unavailable; not acknowledged: retry with the same client_msg_id"
 
 
 class ShuttingDown(ChatError):

@@ -10,6 +10,7 @@ import orjson
 import tornado.web
 
 from actors.principal import Principal
+from storage.errors import PyMongoError
 from web.auth import decode_token
 from web.context import AppContext
 from web.errors import (
@@ -19,6 +20,7 @@ from web.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    StorageUnavailable,
     UnsupportedMediaType,
 )
 
@@ -104,6 +106,9 @@ class ApiHandler(tornado.web.RequestHandler):
         self.finish()
 
     def _handle_request_exception(self, error: BaseException) -> None:
+        if isinstance(error, PyMongoError):  # a read straight from storage during an outage
+            logger.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, error)
+            error = StorageUnavailable()
         if isinstance(error, ChatError) and not self._finished:
             if error.status >= 500:
                 logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
