@@ -29,6 +29,8 @@ from web.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound,
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+# Conversation lists order by last activity; this much staleness there is invisible.
+TOUCH_EVERY_SECS = 1.0
 # After the database failed a write (or the read after it), sends are refused at once for this
 # long instead of each waiting out MONGODB_TIMEOUT_MS: a socket's frames are handled one at a
 # time, so a backlog would take a timeout apiece and starve the socket's keepalive. The first
@@ -85,6 +87,8 @@ class ConversationActor(LoopActor):
         self._busy = 0
         self._idle_timer = None
         self._idle_tokens = itertools.count()
+        self._activity_at = None  # newest stored message time not yet written to the conversation
+        self._activity_timer = None
         self._settle_waiters: list[LoopFuture] = []
         self._last_doc_write: asyncio.Future | None = None
 
@@ -105,6 +109,9 @@ class ConversationActor(LoopActor):
 
     def on_stop(self) -> None:
         self._cancel_timers()
+        if self._activity_timer is not None:
+            self._activity_timer.cancel()
+            self._flush_activity()
 
     # --- access ------------------------------------------------------------------------
 
@@ -314,9 +321,7 @@ class ConversationActor(LoopActor):
         elif outcome.stored or outcome.duplicates:
             self._storage_down_until = 0.0
         if outcome.stored:
-            last = outcome.stored[-1][1]
-            touch = self._storage.conversations.touch
-            self.run_io(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, last["created_at"])), _log_io_error)
+            self._note_activity(outcome.stored[-1][1]["created_at"])
         self._reconcile_needed = self._reconcile_needed or outcome.uncertain
         self._store_next()
 
@@ -681,6 +686,20 @@ class ConversationActor(LoopActor):
         if self._subscribers or self._pending or self._in_flight or self._busy or self._typing:
             return
         self._retire()
+
+    def _note_activity(self, at) -> None:
+        """Record the last activity for conversation lists, at most once per TOUCH_EVERY_SECS:
+        a write per stored batch cost as much as storing the batch."""
+        first = self._activity_at is None
+        self._activity_at = at
+        if first:
+            self._activity_timer = self.call_later(TOUCH_EVERY_SECS, self._flush_activity)
+
+    def _flush_activity(self) -> None:
+        at, self._activity_at, self._activity_timer = self._activity_at, None, None
+        if at is not None:
+            touch = self._storage.conversations.touch
+            self.run_io(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, at)), _log_io_error)
 
     def _retire(self) -> None:
         self._directory.forget_conversation(self.key, self.actor_ref)
