@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import random
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +30,9 @@ from web.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound,
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 200
-# Conversation lists order by last activity; this much staleness there is invisible.
-TOUCH_EVERY_SECS = 1.0
+# mongomock scans the whole collection for every update, so on the embedded database the
+# conversation's last activity is written less often than ACTIVITY_WRITE_SECS asks.
+EMBEDDED_ACTIVITY_WRITE_SECS = 30.0
 # After the database failed a write (or the read after it), sends are refused at once for this
 # long instead of each waiting out MONGODB_TIMEOUT_MS: a socket's frames are handled one at a
 # time, so a backlog would take a timeout apiece and starve the socket's keepalive. The first
@@ -688,12 +690,16 @@ class ConversationActor(LoopActor):
         self._retire()
 
     def _note_activity(self, at) -> None:
-        """Record the last activity for conversation lists, at most once per TOUCH_EVERY_SECS:
-        a write per stored batch cost as much as storing the batch."""
+        """Record the last activity for conversation lists about once per ACTIVITY_WRITE_SECS
+        (and when the actor stops): a write per stored batch cost as much as storing the batch.
+        The delay is jittered so that conversations started together do not all write at once."""
         first = self._activity_at is None
         self._activity_at = at
         if first:
-            self._activity_timer = self.call_later(TOUCH_EVERY_SECS, self._flush_activity)
+            every = self._settings.activity_write_secs
+            if self._settings.uses_embedded_database:
+                every = max(every, EMBEDDED_ACTIVITY_WRITE_SECS)
+            self._activity_timer = self.call_later(every * random.uniform(0.5, 1.5), self._flush_activity)
 
     def _flush_activity(self) -> None:
         at, self._activity_at, self._activity_timer = self._activity_at, None, None

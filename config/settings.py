@@ -42,6 +42,7 @@ class Settings:
     presence_grace_secs: float = 5.0
     presence_fanout_max_sockets: int = 2000
     actor_idle_secs: float = 30.0
+    activity_write_secs: float = 2.0
     replay_limit: int = 1000
     upload_max_bytes: int = 10 * 1024 * 1024
     shutdown_timeout_secs: float = 10.0
@@ -75,6 +76,7 @@ _ENV_NAMES = {
     "presence_grace_secs": "PRESENCE_GRACE_SECS",
     "presence_fanout_max_sockets": "PRESENCE_FANOUT_MAX_SOCKETS",
     "actor_idle_secs": "ACTOR_IDLE_SECS",
+    "activity_write_secs": "ACTIVITY_WRITE_SECS",
     "replay_limit": "REPLAY_LIMIT",
     "upload_max_bytes": "UPLOAD_MAX_BYTES",
     "shutdown_timeout_secs": "SHUTDOWN_TIMEOUT_SECS",

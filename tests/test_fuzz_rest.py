@@ -278,7 +278,7 @@ class World:
             if detail[0] == 404:
                 return {"participants": None}
             assert detail[0] == messages[0] == 200, (name, detail, messages)
-            # last_activity_at trails accepted writes by up to a second (TOUCH_EVERY_SECS).
+            # last_activity_at trails accepted writes (ACTIVITY_WRITE_SECS).
             return {
                 "detail": {k: v for k, v in detail[1].items() if k != "last_activity_at"},
                 "messages": messages[1]["results"],
