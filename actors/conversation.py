@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.idle import RetiresWhenIdle
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture, loop
 from actors.subscriber import Subscriber
@@ -67,7 +68,7 @@ def _storage_error(error: BaseException) -> ChatError:
     return ChatError()
 
 
-class ConversationActor(LoopActor):
+class ConversationActor(RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
         super().__init__()
         self._directory = directory
@@ -87,8 +88,6 @@ class ConversationActor(LoopActor):
         self._reconcile_needed = False
         self._storage_down_until = 0.0  # loop time; see STORAGE_RETRY_SECS
         self._busy = 0
-        self._idle_timer = None
-        self._idle_tokens = itertools.count()
         self._activity_at = None  # newest stored message time not yet written to the conversation
         self._activity_timer = None
         self._settle_waiters: list[LoopFuture] = []
@@ -668,26 +667,8 @@ class ConversationActor(LoopActor):
         reply.set(value)
         return reply
 
-    def _maybe_idle(self) -> None:
-        if self._subscribers or self._pending or self._in_flight or self._busy or self._typing:
-            return
-        if self._idle_timer is None and not self.actor_stopped.is_set():
-            token = next(self._idle_tokens)
-            self._idle_token = token
-            self._idle_timer = self.call_later(self._settings.actor_idle_secs, lambda: self._idle_expired(token))
-
-    def _cancel_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle_expired(self, token: int) -> None:
-        if token != getattr(self, "_idle_token", None) or self._idle_timer is None:
-            return
-        self._idle_timer = None
-        if self._subscribers or self._pending or self._in_flight or self._busy or self._typing:
-            return
-        self._retire()
+    def _is_busy(self) -> bool:
+        return bool(self._subscribers or self._pending or self._in_flight or self._busy or self._typing)
 
     def _note_activity(self, at) -> None:
         """Record the last activity for conversation lists about once per ACTIVITY_WRITE_SECS

@@ -15,6 +15,7 @@ import itertools
 import logging
 from typing import Any
 
+from actors.idle import RetiresWhenIdle
 from actors.principal import Principal
 from actors.runtime import LoopActor
 from actors.subscriber import Subscriber
@@ -37,7 +38,7 @@ class Presence:
         return dataclasses.asdict(self)
 
 
-class TenantActor(LoopActor):
+class TenantActor(RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, tenant_id: str) -> None:
         super().__init__()
         self._directory = directory
@@ -48,9 +49,7 @@ class TenantActor(LoopActor):
         self._socket_count = 0
         self._presence: dict[str, Presence] = {}
         self._grace: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
-        self._idle_timer = None
         self._tokens = itertools.count()
-        self._idle_token = None
 
     def on_start(self) -> None:
         self._maybe_idle()
@@ -157,24 +156,10 @@ class TenantActor(LoopActor):
 
     # --- lifetime --------------------------------------------------------------------------
 
-    def _maybe_idle(self) -> None:
-        if self._connections or self._grace or self._idle_timer is not None or self.actor_stopped.is_set():
-            return
-        token = next(self._tokens)
-        self._idle_token = token
-        self._idle_timer = self.call_later(self._settings.actor_idle_secs, lambda: self._idle_expired(token))
+    def _is_busy(self) -> bool:
+        return bool(self._connections or self._grace)
 
-    def _cancel_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle_expired(self, token: int) -> None:
-        if token != self._idle_token or self._idle_timer is None:
-            return
-        self._idle_timer = None
-        if self._connections or self._grace:
-            return
+    def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)
         self._stop()
 
