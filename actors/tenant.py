@@ -121,10 +121,11 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         return protocol.presence_object(user_id, **presence.as_fields())
 
     def set_current_conversation(self, user_id: str, conversation_id: str) -> None:
+        """Kept in memory: readers of a live user's presence get it from here (``live_presence``),
+        and the stored row gets it with the user's next status change or going offline."""
         presence = self._presence.get(user_id)
         if presence is not None:
             presence.current_conversation_id = conversation_id
-            self._persist(user_id, presence)
 
     def live_presence(self, user_ids: list[str] | None = None) -> dict[str, dict]:
         """Presence of users with a live socket or in their grace period."""

@@ -219,3 +219,21 @@ async def test_deleting_a_message_drops_its_reactions(users):
     await a.request("delete_message", "message_deleted", message_id=message_id)
     status, body = await alice.api.get(f"conversations/{conv}/messages/{message_id}/")
     assert status == 200 and body["is_deleted"] and body["reactions"] == []
+
+
+async def test_presence_keeps_the_last_joined_conversation(users):
+    alice, bob = users("alice", "bob")
+    conv = await alice.create_conversation("group", [bob])
+    a = await alice.socket()
+    await a.request("join_conversation", "conversation_joined", conversation_id=conv)
+    status, body = await bob.api.get(f"presence/?user_ids={alice.user_id}")
+    assert status == 200 and body["results"][0]["current_conversation_id"] == conv
+    a.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # offline after the grace period, and the stored row keeps the conversation
+        status, body = await bob.api.get(f"presence/?user_ids={alice.user_id}")
+        if body["results"] and body["results"][0]["status"] == "offline":
+            break
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.1)
+    assert body["results"][0]["current_conversation_id"] == conv
