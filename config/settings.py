@@ -9,7 +9,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-DEV_JWT_SECRET = "dev-secret-change-me"
+DEV_JWT_SECRET = "development-secret-change-me-in-production"
 
 
 class ConfigError(ValueError):
