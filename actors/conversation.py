@@ -252,7 +252,10 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._set_typing(principal.user_id, False)
         return reply
 
-    def _post_system(self, principal: Principal, content: str, **metadata: Any) -> None:
+    def _post_system(self, principal: Principal, content: str, answer: Any, **metadata: Any) -> LoopFuture:
+        """Store a system message; the returned future gives ``answer`` once it is stored (or
+        refused: the change it records has happened either way), so a REST caller that reads
+        the history right after its answer sees it."""
         doc = self._storage.messages.build(
             self.tenant_id,
             self.conversation_id,
@@ -261,7 +264,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             message_type="system",
             metadata={"by": principal.user_id, **metadata},
         )
-        self._enqueue(PendingSend(doc, None, None))
+        stored = LoopFuture()
+        self._enqueue(PendingSend(doc, stored, None))
+        answered = LoopFuture()
+        stored.add_done_callback(lambda _: answered.set(answer))
+        return answered
 
     def _enqueue(self, pending: PendingSend) -> None:
         self._pending.append(pending)
@@ -527,10 +534,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
         def added(result, error):
             participant, is_new = result
-            if is_new:
-                self._members[user_id] = participant["role"]
-                self._post_system(principal, f"{principal.user_id} added {user_id}", event="participant_added", user_id=user_id)
-            return participant, is_new
+            if not is_new:
+                return participant, is_new
+            self._members[user_id] = participant["role"]
+            text = f"{principal.user_id} added {user_id}"
+            return self._post_system(principal, text, (participant, is_new), event="participant_added", user_id=user_id)
 
         return self._io(self._storage.participants.add(self.tenant_id, self.conversation_id, user_id, role), added)
 
@@ -555,10 +563,9 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             self._members.pop(user_id, None)
             kind = "participant_left" if leaving else "participant_removed"
             text = f"{user_id} left" if leaving else f"{principal.user_id} removed {user_id}"
-            self._post_system(principal, text, event=kind, user_id=user_id)
             for conn in [c for c in self._subscribers.values() if c.principal.user_id == user_id]:
                 self.leave(conn)
-            return True
+            return self._post_system(principal, text, True, event=kind, user_id=user_id)
 
         return self._io(self._storage.participants.remove(self.tenant_id, self.conversation_id, user_id), removed)
 
@@ -570,15 +577,16 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             if conversation is None:
                 raise NotFound("Conversation not found")
             self._conversation = conversation
-            if conversation.get("title") != old_title:
-                self._post_system(
-                    principal,
-                    f"{principal.user_id} changed the title to {conversation.get('title')!r}",
-                    event="title_changed",
-                    title=conversation.get("title"),
-                )
             self._broadcast(protocol.event("conversation_updated", conversation=protocol.conversation_object(conversation)))
-            return conversation
+            if conversation.get("title") == old_title:
+                return conversation
+            return self._post_system(
+                principal,
+                f"{principal.user_id} changed the title to {conversation.get('title')!r}",
+                conversation,
+                event="title_changed",
+                title=conversation.get("title"),
+            )
 
         update = self._storage.conversations.update
         return self._io(self._doc_write(lambda: update(self.tenant_id, self.conversation_id, changes)), updated)
@@ -649,7 +657,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                     if on_error is not None:
                         on_error(error)
                     raise _storage_error(error)
-                reply.set(then(result, None))
+                answer = then(result, None)
+                if isinstance(answer, LoopFuture):  # answered once a follow-up write is done
+                    answer.add_done_callback(lambda done: reply.set(done.result()))
+                else:
+                    reply.set(answer)
             except ChatError:
                 reply.set_exception()
             except Exception:

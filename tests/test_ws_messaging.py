@@ -237,3 +237,17 @@ async def test_presence_keeps_the_last_joined_conversation(users):
         assert asyncio.get_running_loop().time() < deadline, body
         await asyncio.sleep(0.1)
     assert body["results"][0]["current_conversation_id"] == conv
+
+
+async def test_membership_system_message_is_stored_before_the_rest_answer(users):
+    alice, bob, carol = users("alice", "bob", "carol")
+    conv = await alice.create_conversation("group", [bob])
+    status, _ = await alice.api.post(f"conversations/{conv}/participants/", {"user_id": carol.user_id})
+    assert status == 201
+    status, body = await alice.api.get(f"conversations/{conv}/messages/")
+    assert status == 200
+    assert [m["metadata"].get("event") for m in body["results"]] == ["participant_added"]
+    status, _ = await alice.api.put(f"conversations/{conv}/", {"title": "renamed"})
+    assert status == 200
+    status, body = await alice.api.get(f"conversations/{conv}/messages/")
+    assert [m["metadata"].get("event") for m in body["results"]] == ["participant_added", "title_changed"]
