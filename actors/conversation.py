@@ -659,7 +659,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                     raise _storage_error(error)
                 answer = then(result, None)
                 if isinstance(answer, LoopFuture):  # answered once a follow-up write is done
-                    answer.add_done_callback(lambda done: reply.set(done.result()))
+                    answer.forward_to(reply)
                 else:
                     reply.set(answer)
             except ChatError:

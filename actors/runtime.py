@@ -122,6 +122,18 @@ class LoopFuture(pykka.Future):
         else:
             self._callbacks.append(callback)
 
+    def forward_to(self, target: pykka.Future) -> None:
+        """Settle ``target`` with this future's value or error once this one is settled."""
+
+        def forward(done: LoopFuture) -> None:
+            if done._exc is not None:
+                exc = done._exc
+                target.set_exception((type(exc), exc, exc.__traceback__))
+            else:
+                target.set(done._value)
+
+        self.add_done_callback(forward)
+
     def result(self) -> Any:
         if self._exc is not None:
             raise self._exc
@@ -263,8 +275,7 @@ class LoopActor(pykka.Actor):
         if envelope.reply_to is None:
             return
         if isinstance(response, LoopFuture):
-            reply_to = envelope.reply_to
-            response.add_done_callback(lambda done: _forward(done, reply_to))
+            response.forward_to(envelope.reply_to)
         else:
             envelope.reply_to.set(response)
 
@@ -314,15 +325,6 @@ class LoopActor(pykka.Actor):
                 self.actor_inbox.put(Envelope(_Timer(callback)))
 
         return loop().call_later(delay_secs, fire)
-
-
-def _forward(done: LoopFuture, reply_to: pykka.Future) -> None:
-    """Copy a deferred answer into the reply slot pykka gave the caller."""
-    if done._exc is not None:
-        exc = done._exc
-        reply_to.set_exception((type(exc), exc, exc.__traceback__))
-    else:
-        reply_to.set(done._value)
 
 
 def live_actor_count() -> int:
