@@ -698,7 +698,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         at, self._activity_at, self._activity_timer = self._activity_at, None, None
         if at is not None:
             touch = self._storage.conversations.touch
-            self.run_io(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, at)), _log_io_error)
+            self.write_in_background(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, at)), "last activity")
 
     def _retire(self) -> None:
         self._directory.forget_conversation(self.key, self.actor_ref)
@@ -709,8 +709,3 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         for _, timer in self._typing.values():
             timer.cancel()
         self._typing.clear()
-
-
-def _log_io_error(result, error) -> None:
-    if error is not None:
-        logger.warning("background write failed: %s", error)

@@ -317,6 +317,15 @@ class LoopActor(pykka.Actor):
 
         task.add_done_callback(deliver)
 
+    def write_in_background(self, awaitable: Awaitable[Any], what: str) -> None:
+        """Start a write nobody waits for; a failure is logged, naming ``what`` was not saved."""
+
+        def logged(result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                logger.warning("%s not saved: %s", what, error)
+
+        self.run_io(awaitable, logged)
+
     def call_later(self, delay_secs: float, callback: Callable[[], Any]) -> asyncio.TimerHandle:
         """Run ``callback`` as a message to this actor after ``delay_secs``."""
 

@@ -153,7 +153,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             origin.send(protocol.event("presence_update", request_id, **payload))
 
     def _persist(self, user_id: str, presence: Presence) -> None:
-        self.run_io(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), _log_failure)
+        self.write_in_background(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), "presence")
 
     # --- lifetime --------------------------------------------------------------------------
 
@@ -163,8 +163,3 @@ class TenantActor(RetiresWhenIdle, LoopActor):
     def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)
         self._stop()
-
-
-def _log_failure(result, error) -> None:
-    if error is not None:
-        logger.warning("presence not saved: %s", error)
