@@ -74,6 +74,12 @@ async def test_history_pages_by_seq(rest_users):
     assert beyond["results"] == [] and beyond["previous"] is None and query_of(beyond["next"]) == {"limit": "50", "before": "8"}
     status, below = await bob.api.get(f"{path}?before=1")
     assert below["results"] == [] and below["next"] is None and query_of(below["previous"]) == {"limit": "50", "after": "0"}
+    status, exactly_the_rest = await bob.api.get(f"{path}?before=4&limit=3")
+    assert seqs(exactly_the_rest) == [1, 2, 3] and exactly_the_rest["next"] is None
+    status, exactly_the_end = await bob.api.get(f"{path}?after=4&limit=3")
+    assert seqs(exactly_the_end) == [5, 6, 7] and exactly_the_end["previous"] is None
+    status, window_at_end = await bob.api.get(f"{path}?after=4&before=8&limit=3")
+    assert seqs(window_at_end) == [5, 6, 7] and window_at_end["previous"] is None
     status, all_of_it = await bob.api.get(f"{path}?limit=100")
     assert seqs(all_of_it) == list(range(1, 8)) and all_of_it["next"] is None and all_of_it["previous"] is None
 

@@ -37,9 +37,13 @@ class MessagesHandler(ApiHandler):
         messages = self.ctx.storage.messages
         tenant_id = self.tenant_id
         forward = after is not None
+        # One row past the page tells whether another page follows in the direction of travel,
+        # so only the other side needs a (one-row) probe.
         docs = await messages.page(
-            tenant_id, conversation_id, after_seq=after, before_seq=before, limit=limit, newest_first=not forward
+            tenant_id, conversation_id, after_seq=after, before_seq=before, limit=limit + 1, newest_first=not forward
         )
+        more_beyond = len(docs) > limit
+        del docs[limit:]
         if not forward:
             docs.reverse()
         # The seqs this page reaches to; older and newer pages start past them.
@@ -48,10 +52,17 @@ class MessagesHandler(ApiHandler):
         else:
             older_than = after + 1 if forward else None
             newer_than = before - 1 if before is not None else None
-        older = older_than is not None and bool(
-            await messages.page(tenant_id, conversation_id, before_seq=older_than, limit=1, newest_first=True)
-        )
-        newer = newer_than is not None and await messages.last_seq(tenant_id, conversation_id) > newer_than
+
+        async def exists(**seq_bound) -> bool:
+            return bool(await messages.page(tenant_id, conversation_id, limit=1, newest_first=False, **seq_bound))
+
+        if forward:
+            older = await exists(before_seq=older_than)
+            # Past ``before`` lie newer messages that this page's range left out.
+            newer = more_beyond or (before is not None and await exists(after_seq=newer_than))
+        else:
+            older = more_beyond
+            newer = before is not None and await exists(after_seq=newer_than)
         self.respond_page(
             await messages_with_reactions(self.ctx, tenant_id, docs),
             self.page_url(limit=limit, before=older_than) if older else None,
