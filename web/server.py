@@ -15,6 +15,7 @@ from storage import open_storage
 from storage.errors import PyMongoError
 from web.app import make_app
 from web.context import AppContext
+from web.gc_tuning import tune_after_startup
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -124,4 +125,5 @@ class ChatServer:
 async def serve(settings: Settings) -> None:
     server = ChatServer(settings)
     await server.start()
+    tune_after_startup()
     await server.run_until_signal()
