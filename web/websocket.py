@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import tornado.websocket
-from tornado.iostream import StreamBufferFullError, StreamClosedError
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
 from storage.clock import new_id
 from storage.errors import PyMongoError
@@ -124,11 +124,27 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         """Write an encoded event; a reader that lets its buffer fill up is cut off."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        stream = self.ws_connection.stream
+        frame = text_frame(data)
+        # Not write_message: it wraps every write in a new asyncio Task, which costs as much as
+        # the rest of a delivery. Not IOStream.write either while nothing is queued: it makes a
+        # Future per write and resolves it through a loop callback. When the kernel takes the
+        # whole frame, one send() is all a delivery costs; what it leaves goes to the stream,
+        # which queues it in order and finishes it when the socket is writable.
+        if type(stream) is IOStream and not stream.writing() and not stream.closed():
+            try:
+                sent = stream.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError as error:
+                stream.close(exc_info=error)
+                return
+            if sent == len(frame):
+                return
+            frame = memoryview(frame)[sent:]
         try:
-            # Straight to the stream: write_message would wrap every write in a new asyncio
-            # Task, which costs as much as the rest of a delivery. IOStream.write retrieves the
-            # failure of a write that a closing socket leaves behind by itself.
-            self.ws_connection.stream.write(text_frame(data))
+            # IOStream.write retrieves the failure of a write that a closing socket leaves behind.
+            stream.write(frame)
         except StreamBufferFullError:
             self._cut_off_slow_reader()
         except StreamClosedError:
