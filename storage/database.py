@@ -95,6 +95,6 @@ def open_storage(uri: str | None, db_name: str, timeout_ms: int = DEFAULT_TIMEOU
         participants=ParticipantRepository(db),
         messages=MessageRepository(db, embedded=not uri),
         reactions=ReactionRepository(db),
-        presence=PresenceRepository(db),
+        presence=PresenceRepository(db, embedded=not uri),
         files=FileRepository(db),
     )
