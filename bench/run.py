@@ -70,7 +70,7 @@ def parse_args(argv=None):
     a.cores = os.cpu_count() or 1
     if a.quick:
         a.fanout_sockets, a.step_secs, a.probe_secs = 100, 1.0, 1.0
-        a.small_convs = 100
+        a.small_convs, a.half_rate_secs = 100, 2.0
         a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 1000, 2, 32, 30.0
         a.idle_per_user = 4
         a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 3000, 3.0, 2, 30.0
@@ -79,7 +79,7 @@ def parse_args(argv=None):
         a.prepare_secs = 30.0
     else:
         a.fanout_sockets, a.step_secs, a.probe_secs = 500, 2.5, 2.0
-        a.small_convs = 500
+        a.small_convs, a.half_rate_secs = 500, 10.0
         a.idle_sockets, a.idle_group, a.connect_concurrency, a.idle_connect_secs = 10000, 2, 32, 60.0
         a.idle_per_user = 4
         a.history_messages, a.history_secs, a.history_pagers, a.seed_timeout = 100000, 15.0, 1, 45.0

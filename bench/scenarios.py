@@ -360,7 +360,7 @@ def small_chats(ctx: Ctx) -> dict:
     settle(ctx)
     half_rate_total = sat_msgs / 2
     per_sender = half_rate_total / len(specs)
-    half = run_phase(ctx, all_senders, "open", o.step_secs + 1, drain=1.0, rate=per_sender)
+    half = run_phase(ctx, all_senders, "open", o.half_rate_secs, drain=1.0, rate=per_sender)
     expected = half.sent * 2
     missing = max(0, expected - half.recv)
     ctx.log(f"    half rate {half_rate_total:.0f} msg/s: sent {half.sent / half.elapsed:.0f}/s, missing {missing}, "
