@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.support.client import User, unique
 from tests.support.rest import assert_error, rest_users  # noqa: F401  (fixture)
 
 
@@ -49,3 +50,17 @@ async def test_tenant_presence_merges_live_and_stored(rest_users):
     assert_error(await alice.api.get("presence/?user_ids=,"), 400, "invalid_message")
     assert_error(await alice.api.get("presence/?user_ids=" + "x" * 129), 400, "invalid_message")
     assert_error(await alice.api.get("presence/?limit=0"), 400, "invalid_message")
+
+
+async def test_same_user_id_in_two_tenants_has_two_presences(server):
+    """A presence row is keyed by (tenant, user): the embedded database's insert-first save and
+    MongoDB's upsert must both keep them apart."""
+    user_id = unique("shared")
+    here, there = (User(server, unique("tenant"), user_id) for _ in range(2))
+    assert (await here.api.put("presence/me/", {"status": "busy"}))[0] == 200
+    assert (await there.api.put("presence/me/", {"status": "away"}))[0] == 200
+    assert (await here.api.put("presence/me/", {"status": "online"}))[0] == 200
+    assert (await here.api.get("presence/me/"))[1]["status"] == "online"
+    assert (await there.api.get("presence/me/"))[1]["status"] == "away"
+    status, page = await there.api.get("presence/")
+    assert [(p["user_id"], p["status"]) for p in page["results"]] == [(user_id, "away")]
