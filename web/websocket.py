@@ -131,7 +131,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # Future per write and resolves it through a loop callback. When the kernel takes the
         # whole frame, one send() is all a delivery costs; what it leaves goes to the stream,
         # which queues it in order and finishes it when the socket is writable.
-        if type(stream) is IOStream and not stream.writing() and not stream.closed():
+        if type(stream) is IOStream and not stream.writing():
             try:
                 sent = stream.socket.send(frame)
             except BlockingIOError:
