@@ -1,8 +1,12 @@
 """The WebSocket gateway: authenticate, parse each frame, route it to the right actor.
 
-Handlers stay thin: a frame's ``type`` maps to one ``on_<type>`` method (the protocol
-refuses every other type), and every failure becomes an ``error`` event on a socket that
-stays open. Only floods (4429) and slow readers (4408) get the socket closed.
+Handlers stay thin: a frame's ``type`` maps to one handler through ``COMMANDS`` (the
+protocol refuses every other type), and every failure becomes an ``error`` event on a
+socket that stays open. Only floods (4429) and slow readers (4408) get the socket closed.
+
+Handlers are found in a table, never by name, and are called ``handle_<type>``: a method
+named ``on_ping`` (or ``ping``) would override Tornado's own and cut off every client that
+sends keepalive ping frames.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -35,11 +41,28 @@ CLOSE_FLOOD = 4429
 
 # Frames of any kind a single socket may send, as a multiple of the per-user write rate.
 FRAME_RATE_FACTOR = 5
-# Commands that cost the user a token from the shared write bucket.
-WRITE_COMMANDS = frozenset(
-    {"send_message", "edit_message", "delete_message", "add_reaction", "remove_reaction",
-     "start_typing", "stop_typing", "mark_read", "update_presence"}
-)
+
+
+@dataclass(frozen=True)
+class Command:
+    """How a client message type is served: its handler, and whether it draws from the user's write bucket."""
+
+    handler: Callable[..., Awaitable[None]]
+    writes: bool
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(kind: str, *, writes: bool) -> Callable:
+    """Register the decorated ``ChatSocket`` method as the handler of client messages of ``kind``."""
+
+    def register(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        assert kind not in COMMANDS, kind
+        COMMANDS[kind] = Command(handler, writes)
+        return handler
+
+    return register
 
 
 def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
@@ -181,11 +204,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         try:
             self._admit_frame()
             kind, data, request_id = self.ctx.protocol.parse_frame(raw)
-            if kind in WRITE_COMMANDS:
+            command = COMMANDS[kind]
+            if command.writes:
                 if self.ctx.shutting_down:  # what is already queued is being stored; nothing new
                     raise ShuttingDown()
                 self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
-            await getattr(self, "on_" + kind)(request_id=request_id, **data)
+            await command.handler(self, request_id=request_id, **data)
         except RateLimited as error:
             self.send(protocol.error_event(error, request_id))
             if self._strikes.take(time.monotonic()):
@@ -213,7 +237,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             raise NotFound("Message not found")
         return doc["conversation_id"]
 
-    async def on_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
+    @command("join_conversation", writes=False)
+    async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
         await self._call(conversation_id, "join", self, since_seq, request_id)
         if not self._registered:  # closed while the join was under way
             self.ctx.directory.tell(self.principal.tenant_id, conversation_id, "drop", self)
@@ -221,46 +246,57 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.joined.add(conversation_id)
         self.ctx.directory.tenant(self.principal.tenant_id).set_current_conversation.defer(self.principal.user_id, conversation_id)
 
-    async def on_leave_conversation(self, conversation_id: str, request_id: Any) -> None:
+    @command("leave_conversation", writes=False)
+    async def handle_leave_conversation(self, conversation_id: str, request_id: Any) -> None:
         if conversation_id not in self.joined:
             raise NotFound("Not joined to this conversation")
         self.joined.discard(conversation_id)
         await self._call(conversation_id, "leave", self, request_id)
 
-    async def on_send_message(self, conversation_id: str, request_id: Any, **body: Any) -> None:
+    @command("send_message", writes=True)
+    async def handle_send_message(self, conversation_id: str, request_id: Any, **body: Any) -> None:
         await self._call(conversation_id, "send", self.principal, body, self, request_id)
 
-    async def on_edit_message(self, message_id: str, content: str, request_id: Any) -> None:
+    @command("edit_message", writes=True)
+    async def handle_edit_message(self, message_id: str, content: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, "edit", self.principal, message_id, content, self, request_id)
 
-    async def on_delete_message(self, message_id: str, request_id: Any) -> None:
+    @command("delete_message", writes=True)
+    async def handle_delete_message(self, message_id: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, "delete", self.principal, message_id, self, request_id)
 
-    async def on_add_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
+    @command("add_reaction", writes=True)
+    async def handle_add_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, "react", self.principal, message_id, emoji, self, request_id)
 
-    async def on_remove_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
+    @command("remove_reaction", writes=True)
+    async def handle_remove_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, "unreact", self.principal, message_id, emoji, self, request_id)
 
-    async def on_start_typing(self, conversation_id: str, request_id: Any) -> None:
+    @command("start_typing", writes=True)
+    async def handle_start_typing(self, conversation_id: str, request_id: Any) -> None:
         await self._call(conversation_id, "typing", self.principal, True)
         self.typing_in.add(conversation_id)
 
-    async def on_stop_typing(self, conversation_id: str, request_id: Any) -> None:
+    @command("stop_typing", writes=True)
+    async def handle_stop_typing(self, conversation_id: str, request_id: Any) -> None:
         self.typing_in.discard(conversation_id)
         await self._call(conversation_id, "typing", self.principal, False)
 
-    async def on_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
+    @command("mark_read", writes=True)
+    async def handle_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
         await self._call(conversation_id, "mark_read", self.principal, message_id, self, request_id)
 
-    async def on_update_presence(self, status: str, request_id: Any) -> None:
+    @command("update_presence", writes=True)
+    async def handle_update_presence(self, status: str, request_id: Any) -> None:
         await self.ctx.directory.call_tenant(self.principal.tenant_id, "set_status", self.principal, status, self, request_id)
 
-    async def on_ping(self, request_id: Any) -> None:
+    @command("ping", writes=False)
+    async def handle_ping(self, request_id: Any) -> None:
         self.send(protocol.event("pong", request_id))
 
     # --- closing --------------------------------------------------------------------------

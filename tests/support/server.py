@@ -98,8 +98,20 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def log(self) -> str:
+    def log_size(self) -> int:
+        """Where the log ends now: pass it to ``log(since=...)`` to read only what a test caused."""
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log(self, since: int | None = None) -> str:
+        """The log's last 5,000 characters, or everything written after offset ``since``."""
+        try:
+            with open(self.log_path, "rb") as log:
+                if since is not None:
+                    log.seek(since)
+                text = log.read().decode(errors="replace")
         except OSError:
             return ""
+        return text if since is not None else text[-5000:]
