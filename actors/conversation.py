@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.delivery import BatchOutcome, PendingSend, store_batch
 from actors.idle import RetiresWhenIdle
+from actors.policy import Action, authorize, authorize_removal
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture, loop
 from actors.subscriber import Subscriber
@@ -39,7 +40,6 @@ EMBEDDED_ACTIVITY_WRITE_SECS = 30.0
 # time, so a backlog would take a timeout apiece and starve the socket's keepalive. The first
 # send after that tries the database again.
 STORAGE_RETRY_SECS = 1.0
-MANAGER_ROLES = ("owner", "admin")
 
 
 @dataclasses.dataclass
@@ -116,30 +116,16 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
     # --- access ------------------------------------------------------------------------
 
-    def _role(self, principal: Principal) -> str | None:
-        role = self._members.get(principal.user_id)
-        if role is None and principal.is_tenant_admin:
-            return "admin"
-        return role
-
-    def _require_role(self, principal: Principal) -> str:
-        """Outsiders see a missing conversation, never a forbidden one."""
-        role = self._role(principal)
-        if role is None:
-            raise NotFound("Conversation not found")
-        return role
-
-    def _require_manager(self, principal: Principal, what: str) -> str:
-        role = self._require_role(principal)
-        if role not in MANAGER_ROLES:
-            raise Forbidden(f"Only the owner or an admin can {what}")
-        return role
+    def _authorize(self, action: Action, principal: Principal, *, own_message: bool = False) -> str:
+        """``actors.policy`` decides, from the membership this actor caches."""
+        member_role = self._members.get(principal.user_id)
+        return authorize(action, principal, self._conversation["type"], member_role, own_message=own_message)
 
     # --- sockets -------------------------------------------------------------------------
 
     def join(self, conn: Subscriber, since_seq: int | None, request_id: Any = None) -> LoopFuture:
         """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or duplicate."""
-        self._require_role(conn.principal)
+        self._authorize(Action.READ, conn.principal)
         upto = self._last_seq
         joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
         self._subscribers[conn.conn_id] = conn
@@ -232,9 +218,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
         ``created`` is false for a retried ``client_msg_id``: the original is returned and
         nothing is broadcast again."""
-        role = self._require_role(principal)
-        if self._conversation["type"] == "channel" and role not in MANAGER_ROLES:
-            raise Forbidden("Only the owner and admins post in a channel")
+        self._authorize(Action.POST, principal)
         if self._storage_down():
             raise StorageUnavailable()
         doc = self._storage.messages.build(
@@ -375,12 +359,12 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                 logger.warning("system message not stored in %s: %s", self.conversation_id, item.doc["content"])
 
     def edit(self, principal: Principal, message_id: str, content: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        self._require_role(principal)
+        self._authorize(Action.READ, principal)  # a missing message is named before any refusal
 
         async def work():
             doc = await self._message_here(message_id)
-            if doc["message_type"] == "system" or doc["sender_id"] != principal.user_id:
-                raise Forbidden("Only the sender can edit a message")
+            own = doc["message_type"] != "system" and doc["sender_id"] == principal.user_id
+            self._authorize(Action.EDIT_MESSAGE, principal, own_message=own)
             if doc["is_deleted"]:
                 raise Conflict("The message was deleted")
             if doc["message_type"] == "text" and not content.strip():
@@ -397,12 +381,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return self._io(work(), edited)
 
     def delete(self, principal: Principal, message_id: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        role = self._require_role(principal)
+        self._authorize(Action.READ, principal)
 
         async def work():
             doc = await self._message_here(message_id)
-            if doc["sender_id"] != principal.user_id and role not in MANAGER_ROLES:
-                raise Forbidden("Only the sender, the owner or an admin can delete a message")
+            self._authorize(Action.DELETE_MESSAGE, principal, own_message=doc["sender_id"] == principal.user_id)
             if doc["is_deleted"]:
                 return protocol.message_object(doc)
             updated = await self._storage.messages.tombstone(self.tenant_id, message_id)
@@ -428,10 +411,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
     # --- reactions, typing, receipts -----------------------------------------------------
 
     def react(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        self._require_role(principal)
+        self._authorize(Action.READ, principal)
 
         async def work():
             doc = await self._message_here(message_id)
+            self._authorize(Action.REACT, principal)
             if doc["is_deleted"]:
                 raise Conflict("The message was deleted")
             return await self._storage.reactions.add(self.tenant_id, self.conversation_id, message_id, principal.user_id, emoji)
@@ -448,10 +432,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return self._io(work(), added)
 
     def unreact(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        self._require_role(principal)
+        self._authorize(Action.READ, principal)
 
         async def work():
             await self._message_here(message_id)
+            self._authorize(Action.REACT, principal)
             return await self._storage.reactions.remove(self.tenant_id, message_id, principal.user_id, emoji)
 
         def removed(was_there, error):
@@ -471,9 +456,8 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return self._io(work(), removed)
 
     def typing(self, principal: Principal, is_typing: bool) -> None:
-        self._require_role(principal)
-        if is_typing and self._conversation["type"] == "channel" and self._role(principal) not in MANAGER_ROLES:
-            raise Forbidden("Only the owner and admins post in a channel")
+        # Stopping is always allowed to whoever may see the conversation: it only ever clears state.
+        self._authorize(Action.TYPE if is_typing else Action.READ, principal)
         self._set_typing(principal.user_id, is_typing)
 
     def _set_typing(self, user_id: str, is_typing: bool) -> None:
@@ -498,8 +482,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             self._set_typing(user_id, False)
 
     def mark_read(self, principal: Principal, message_id: str | None, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
-        if principal.user_id not in self._members:
-            raise NotFound("Conversation not found")
+        self._authorize(Action.MARK_READ, principal)
         last_seq = self._last_seq
 
         async def work():
@@ -528,9 +511,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
     # --- membership and details (REST) -----------------------------------------------------
 
     def add_participant(self, principal: Principal, user_id: str, role: str) -> LoopFuture:
-        self._require_manager(principal, "add participants")
-        if self._conversation["type"] == "direct":
-            raise Forbidden("A direct conversation has exactly two participants")
+        self._authorize(Action.MANAGE_PARTICIPANTS, principal)
 
         def added(result, error):
             participant, is_new = result
@@ -548,12 +529,11 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             if user_id not in self._members:
                 raise NotFound("Conversation not found")
         else:
-            actor_role = self._require_manager(principal, "remove participants")
+            actor_role = self._authorize(Action.MANAGE_PARTICIPANTS, principal)
             target_role = self._members.get(user_id)
             if target_role is None:
                 raise NotFound("Participant not found")
-            if target_role == "owner" or (target_role == "admin" and actor_role != "owner" and not principal.is_tenant_admin):
-                raise Forbidden("Only the owner can remove an admin; the owner cannot be removed")
+            authorize_removal(principal, actor_role, target_role)
         if self._conversation["type"] == "direct":
             raise Forbidden("A direct conversation has exactly two participants")
 
@@ -570,7 +550,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return self._io(self._storage.participants.remove(self.tenant_id, self.conversation_id, user_id), removed)
 
     def update_details(self, principal: Principal, changes: dict) -> LoopFuture:
-        self._require_manager(principal, "change the conversation")
+        self._authorize(Action.UPDATE_CONVERSATION, principal)
         old_title = self._conversation.get("title")
 
         def updated(conversation, error):
@@ -592,9 +572,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return self._io(self._doc_write(lambda: update(self.tenant_id, self.conversation_id, changes)), updated)
 
     def delete_conversation(self, principal: Principal) -> LoopFuture:
-        role = self._require_role(principal)
-        if role != "owner" and not principal.is_tenant_admin:
-            raise Forbidden("Only the owner can delete a conversation")
+        self._authorize(Action.DELETE_CONVERSATION, principal)
         tenant_id, conversation_id = self.tenant_id, self.conversation_id
 
         async def work():

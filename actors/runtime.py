@@ -1,8 +1,8 @@
 """A pykka runtime whose actors are drained by IOLoop callbacks instead of threads.
 
 pykka's ``ThreadingActor`` gives every actor an OS thread; with 10,000 live
-conversations that costs 10,000 threads and a thread hand-off per message (see
-DESIGN.md section 2). ``LoopActor`` keeps pykka's model and API (``ActorRef``,
+conversations that costs 10,000 threads and a thread hand-off per message
+(docs/architecture.md, "The actor runtime"; ``python -m bench.actor_runtime``). ``LoopActor`` keeps pykka's model and API (``ActorRef``,
 ``tell``/``ask``, proxies, ``on_start``/``on_stop``/``on_failure``) but runs every
 actor on the one asyncio loop that Tornado uses, so an actor may write sockets and
 start motor coroutines directly, and awaiting an actor's answer never blocks.

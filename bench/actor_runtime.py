@@ -1,4 +1,4 @@
-"""Actor-layer benchmark: pykka ThreadingActor vs our loop-hosted LoopActor (DESIGN.md section 2).
+"""Actor-layer benchmark: pykka ThreadingActor vs our loop-hosted LoopActor (docs/architecture.md, "The actor runtime").
 
 A toy conversation actor counts each message and hands a result back to the asyncio
 loop, 100,000 messages spread over N live actors. Each runtime and N runs in a fresh

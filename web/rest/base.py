@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import orjson
 import tornado.web
 
+from actors.policy import Action, authorize
 from actors.principal import Principal
 from storage.errors import PyMongoError
 from web.auth import decode_token
@@ -147,14 +148,15 @@ class NotFoundHandler(ApiHandler):
         raise NotFound("No such endpoint")
 
 
-async def require_participant(ctx: AppContext, principal: Principal, conversation_id: str) -> tuple[dict, str]:
-    """The conversation and the caller's role in it; ``NotFound`` for outsiders and other tenants."""
+async def authorize_conversation(
+    ctx: AppContext, principal: Principal, conversation_id: str, action: Action = Action.READ
+) -> tuple[dict, str]:
+    """The conversation and the caller's effective role, if ``actors.policy`` allows ``action``.
+
+    ``NotFound`` for outsiders and other tenants, as the conversation actor answers."""
     conversation = await ctx.storage.conversations.get(principal.tenant_id, conversation_id)
     if conversation is None:
         raise NotFound("Conversation not found")
     participant = await ctx.storage.participants.get(principal.tenant_id, conversation_id, principal.user_id)
-    if participant is not None:
-        return conversation, participant["role"]
-    if principal.is_tenant_admin:
-        return conversation, "admin"
-    raise NotFound("Conversation not found")
+    member_role = participant["role"] if participant is not None else None
+    return conversation, authorize(action, principal, conversation["type"], member_role)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from web import protocol
 from web.errors import InvalidMessage
-from web.rest.base import ApiHandler, require_participant
+from web.rest.base import ApiHandler, authorize_conversation
 
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
@@ -71,7 +71,7 @@ class ConversationsHandler(ApiHandler):
 
 class ConversationHandler(ApiHandler):
     async def get(self, conversation_id: str) -> None:
-        conversation, _ = await require_participant(self.ctx, self.principal, conversation_id)
+        conversation, _ = await authorize_conversation(self.ctx, self.principal, conversation_id)
         participant = await self.ctx.storage.participants.get(self.tenant_id, conversation_id, self.principal.user_id)
         summary = await conversation_summary(self.ctx, self.principal, conversation, participant)
         summary["participants"] = [

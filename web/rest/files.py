@@ -24,9 +24,10 @@ import filetype
 import tornado.httputil
 import tornado.web
 
+from actors.policy import Action
 from web import protocol
 from web.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType
-from web.rest.base import API_PREFIX, ApiHandler, require_participant
+from web.rest.base import API_PREFIX, ApiHandler, authorize_conversation
 from storage.files import FileIntegrityError
 
 logger = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class UploadHandler(ApiHandler):
             raise InvalidMessage("Invalid fields", {"file": ["The file is empty."]})
         conversation_id = form["conversation_id"]
         if conversation_id is not None:
-            await require_participant(self.ctx, self.principal, conversation_id)
+            await authorize_conversation(self.ctx, self.principal, conversation_id, Action.POST)
         content_type = checked_content_type(part.body, part.content_type)
         doc = await self.ctx.storage.files.save(
             self.tenant_id,
@@ -220,7 +221,7 @@ class FileHandler(ApiHandler):
             raise NotFound("File not found")
         if doc.get("conversation_id") is not None:
             try:
-                await require_participant(self.ctx, self.principal, doc["conversation_id"])
+                await authorize_conversation(self.ctx, self.principal, doc["conversation_id"])
             except NotFound:
                 raise NotFound("File not found") from None
         elif doc["owner_id"] != self.principal.user_id and not self.principal.is_tenant_admin:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from storage.reactions import summarize
 from web import protocol
 from web.errors import NotFound
-from web.rest.base import ApiHandler, require_participant
+from web.rest.base import ApiHandler, authorize_conversation
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
@@ -33,7 +33,7 @@ class MessagesHandler(ApiHandler):
         limit = self.int_argument("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
         before = self.int_argument("before", None, minimum=1)
         after = self.int_argument("after", None, minimum=0)
-        await require_participant(self.ctx, self.principal, conversation_id)
+        await authorize_conversation(self.ctx, self.principal, conversation_id)
         messages = self.ctx.storage.messages
         tenant_id = self.tenant_id
         forward = after is not None
@@ -72,7 +72,7 @@ class MessagesHandler(ApiHandler):
     async def post(self, conversation_id: str) -> None:
         """201 with the stored message; 200 with the original when ``client_msg_id`` was seen before."""
         body = self.load_body("create_message")
-        await require_participant(self.ctx, self.principal, conversation_id)
+        await authorize_conversation(self.ctx, self.principal, conversation_id)
         message, created = await self.ctx.directory.call(self.tenant_id, conversation_id, "send", self.principal, body)
         if not created:
             message = (await messages_with_reactions(self.ctx, self.tenant_id, [await self._stored(message)]))[0]
@@ -87,7 +87,7 @@ class MessagesHandler(ApiHandler):
 
 class MessageHandler(ApiHandler):
     async def get(self, conversation_id: str, message_id: str) -> None:
-        await require_participant(self.ctx, self.principal, conversation_id)
+        await authorize_conversation(self.ctx, self.principal, conversation_id)
         doc = await self.ctx.storage.messages.get(self.tenant_id, message_id)
         if doc is None or doc["conversation_id"] != conversation_id:
             raise NotFound("Message not found")

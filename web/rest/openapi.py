@@ -302,7 +302,7 @@ def build_spec(settings: Settings) -> dict:
         "/ws/chat/{tenant_id}/": {
             "parameters": [path_param("tenant_id", "Must equal the token's tenant_id (else close 4403)")],
             "get": {
-                "summary": "The chat WebSocket (`?token=JWT`); the wire protocol is in DESIGN.md section 4",
+                "summary": "The chat WebSocket (`?token=JWT`); the wire protocol is in docs/wire-protocol.md",
                 "security": [],
                 "parameters": [{"name": "token", "in": "query", "required": True, "schema": STRING}],
                 "responses": ok(101, "Switching protocols; a bad token closes with 4401"),

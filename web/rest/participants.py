@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from web import protocol
-from web.rest.base import ApiHandler, require_participant
+from web.rest.base import ApiHandler, authorize_conversation
 
 
 DEFAULT_PAGE = 100
@@ -15,7 +15,7 @@ class ParticipantsHandler(ApiHandler):
         """In the order they joined, paged by ``limit`` and ``offset``."""
         limit = self.int_argument("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
         offset = self.int_argument("offset", 0)
-        await require_participant(self.ctx, self.principal, conversation_id)
+        await authorize_conversation(self.ctx, self.principal, conversation_id)
         docs = await self.ctx.storage.participants.list(self.tenant_id, conversation_id, limit=limit + 1, skip=offset)
         self.respond_page(
             [protocol.participant_object(p) for p in docs[:limit]],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from web import protocol
 from web.errors import NotFound
-from web.rest.base import ApiHandler, require_participant
+from web.rest.base import ApiHandler, authorize_conversation
 
 
 class _MessageScoped(ApiHandler):
@@ -19,7 +19,7 @@ class _MessageScoped(ApiHandler):
         if doc is None:
             raise NotFound("Message not found")
         try:
-            await require_participant(self.ctx, self.principal, doc["conversation_id"])
+            await authorize_conversation(self.ctx, self.principal, doc["conversation_id"])
         except NotFound:
             raise NotFound("Message not found") from None
         return doc["conversation_id"]
