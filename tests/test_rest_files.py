@@ -213,3 +213,19 @@ async def test_deleting_a_conversation_deletes_its_files(users):
     assert status == 204
     status, _ = await alice.api.get(f"files/{file['id']}/")
     assert status == 404
+
+
+async def test_filenames_lose_invisible_characters_and_end_in_their_types_extension(rest_users):
+    (alice,) = rest_users("alice")
+    named = {
+        "\u202egnp.txt": (b"plain words\n", "gnp.txt"),  # a right-to-left override would show it as txt.png
+        "zero\u200bwidth\u2066.png": (png(), "zerowidth.png"),
+        "invoice.exe": (PDF, "invoice.exe.pdf"),
+        "page.html": (b"<p>not html to us</p>\n", "page.html.txt"),
+        "PHOTO.JPG.png": (png(), "PHOTO.JPG.png"),
+    }
+    for sent, (data, expected) in named.items():
+        status, file = await upload(alice, data, filename=sent)
+        assert status == 201 and file["filename"] == expected, (sent, status, file)
+        response = await fetch_raw(alice, file["url"])
+        assert f"filename*=UTF-8''{expected}" in response.headers["Content-Disposition"].replace("%20", " ")

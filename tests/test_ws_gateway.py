@@ -8,7 +8,7 @@ import jwt
 import pytest
 import tornado.websocket
 
-from tests.support.client import Socket, User, make_token, unique
+from tests.support.client import Api, Socket, User, make_token, unique
 
 
 async def closed_with(server, tenant_id, token, path="chat"):
@@ -102,3 +102,22 @@ async def test_token_never_logged(server, tenant):
     await Socket.connect(server, tenant, "bad-token-SECRETVALUE")
     assert user.token not in server.log()
     assert "SECRETVALUE" not in server.log()
+
+
+@pytest.mark.parametrize("bad", ["b\x1fc", "line\nforged", "spa ce", "x" * 129, "emoji-\U0001f600", ""])
+async def test_user_and_tenant_ids_outside_the_safe_set_are_refused(server, tenant, bad):
+    """Ids are letters, digits and ``._:@-``: nothing that forges a log line or collides in a key."""
+    for claims in ({"user_id": bad, "tenant_id": tenant}, {"user_id": "u", "tenant_id": bad}):
+        token = jwt.encode({**claims, "exp": int(time.time()) + 60}, server.jwt_secret, algorithm="HS256")
+        code, reason = await closed_with(server, tenant, token)
+        assert code == 4401 and "letters, digits" in reason, (claims, code, reason)
+        status, body = await Api(server, token).get("conversations/")
+        assert status == 401 and body["error"]["code"] == "unauthorized", (claims, status, body)
+
+
+async def test_participant_ids_outside_the_safe_set_are_refused(server, tenant):
+    alice = User(server, tenant, unique("alice"))
+    status, body = await alice.api.post("conversations/", {"type": "group", "participant_ids": ["fine", "not\u202efine"]})
+    assert status == 400 and "1" in body["error"]["details"]["participant_ids"], body
+    status, page = await alice.api.get("conversations/")
+    assert status == 200 and page["results"] == []

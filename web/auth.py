@@ -6,11 +6,9 @@ import time
 
 import jwt
 
-from actors.principal import Principal
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, Principal, is_safe_id
 from config import Settings
 from web.errors import Unauthorized
-
-MAX_CLAIM_CHARS = 128
 
 
 def decode_token(token: str | None, settings: Settings) -> Principal:
@@ -31,8 +29,8 @@ def decode_token(token: str | None, settings: Settings) -> Principal:
     user_id = claims.get("user_id", claims.get("sub"))
     tenant_id = claims.get("tenant_id")
     for name, value in (("user_id", user_id), ("tenant_id", tenant_id)):
-        if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_CHARS:
-            raise Unauthorized(f"Invalid token: claim {name!r} must be a non-empty string")
+        if not is_safe_id(value):
+            raise Unauthorized(f"Invalid token: claim {name!r} must be 1 to {ID_MAX_CHARS} of {SAFE_ID_CHARS}")
     role = claims.get("role")
     name = claims.get("name")
     return Principal(

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from config import Settings
 from storage.clock import isoformat, utcnow
 from storage.conversations import CONVERSATION_TYPES
@@ -21,7 +22,6 @@ from storage.participants import ROLES
 from storage.presence import PRESENCE_STATUSES
 from web.errors import ChatError, InvalidMessage
 
-ID_MAX_CHARS = 128
 EMOJI_MAX_CHARS = 32
 TITLE_MAX_CHARS = 200
 DESCRIPTION_MAX_CHARS = 2000
@@ -60,6 +60,16 @@ def _metadata_problem(value: Any, level: int = 1) -> str | None:
 
 def _identifier(**kwargs) -> fields.String:
     return fields.String(validate=[validate.Length(min=1, max=ID_MAX_CHARS), _no_control_chars], **kwargs)
+
+
+def _safe_id(value: str) -> None:
+    if not is_safe_id(value):
+        raise ValidationError(f"A user id is 1 to {ID_MAX_CHARS} of {SAFE_ID_CHARS}.")
+
+
+def _user_id(**kwargs) -> fields.String:
+    """A user id as tokens carry them: anything else could never sign in."""
+    return fields.String(validate=_safe_id, **kwargs)
 
 
 class _RequestId(fields.Field):
@@ -153,7 +163,7 @@ class Protocol:
                         validate=[validate.Length(max=DESCRIPTION_MAX_CHARS), _no_control_chars],
                     ),
                     "participant_ids": fields.List(
-                        _identifier(), load_default=list, validate=validate.Length(max=MAX_PARTICIPANTS_PER_REQUEST)
+                        _user_id(), load_default=list, validate=validate.Length(max=MAX_PARTICIPANTS_PER_REQUEST)
                     ),
                 },
             ),
@@ -171,7 +181,7 @@ class Protocol:
             "add_participant": schema(
                 "AddParticipant",
                 {
-                    "user_id": _identifier(required=True),
+                    "user_id": _user_id(required=True),
                     "role": fields.String(load_default="member", validate=validate.OneOf(ROLES[1:])),
                 },
             ),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from urllib.parse import quote
 
 import filetype
@@ -70,7 +71,32 @@ TYPE_ALIASES = {
 
 # Control characters that do not occur in text files (tab, newline, form feed and CR do).
 _BINARY_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_FILENAME_JUNK = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Extensions that name each accepted type (the first is added to a name that has none of them),
+# so what a file is called never disagrees with what it is.
+EXTENSIONS = {
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+    "image/bmp": (".bmp",),
+    "image/heic": (".heic", ".heif"),
+    "image/avif": (".avif",),
+    "application/pdf": (".pdf",),
+    "application/rtf": (".rtf",),
+    "application/msword": (".doc",),
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": (".docx",),
+    "application/vnd.ms-excel": (".xls",),
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": (".xlsx",),
+    "application/vnd.ms-powerpoint": (".ppt",),
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": (".pptx",),
+    "application/vnd.oasis.opendocument.text": (".odt",),
+    "application/vnd.oasis.opendocument.spreadsheet": (".ods",),
+    "application/vnd.oasis.opendocument.presentation": (".odp",),
+    "application/zip": (".zip",),
+    "text/plain": (".txt", ".text", ".log"),
+    "text/csv": (".csv",),
+    "text/markdown": (".md", ".markdown"),
+}
 
 
 def media_type(value: str | None) -> str:
@@ -109,11 +135,16 @@ def checked_content_type(data: bytes, declared: str | None) -> str:
     return detected
 
 
-def clean_filename(name: str) -> str:
-    """The last path component, without control characters, at most 255 characters."""
+def clean_filename(name: str, content_type: str) -> str:
+    """The last path component without control or invisible format characters (bidi overrides
+    would show ``\u202egnp.txt`` as ``txt.png``), at most 255 characters, ending in an
+    extension of ``content_type``."""
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _FILENAME_JUNK.sub("", name).strip()
-    return name[:FILENAME_MAX_CHARS] or "file"
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).strip() or "file"
+    extensions = EXTENSIONS[content_type]
+    if not name.lower().endswith(extensions):
+        name = name[: FILENAME_MAX_CHARS - len(extensions[0])] + extensions[0]
+    return name[-FILENAME_MAX_CHARS:]
 
 
 def file_url(file_id: str) -> str:
@@ -183,7 +214,7 @@ class UploadHandler(ApiHandler):
         doc = await self.ctx.storage.files.save(
             self.tenant_id,
             owner_id=self.principal.user_id,
-            filename=clean_filename(part.filename),
+            filename=clean_filename(part.filename, content_type),
             content_type=content_type,
             data=part.body,
             conversation_id=conversation_id,

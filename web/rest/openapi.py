@@ -16,6 +16,7 @@ from storage.conversations import CONVERSATION_TYPES
 from storage.messages import MESSAGE_TYPES
 from storage.participants import ROLES
 from storage.presence import PRESENCE_STATUSES
+from actors.principal import SAFE_ID_PATTERN
 from web.protocol import CLIENT_MESSAGE_TYPES, DESCRIPTION_MAX_CHARS, EMOJI_MAX_CHARS, ID_MAX_CHARS, MAX_PARTICIPANTS_PER_REQUEST, TITLE_MAX_CHARS
 from web.rest import conversations, files, messages, participants, presence
 from web.rest.base import API_PREFIX, ApiHandler
@@ -33,6 +34,7 @@ def nullable(schema: dict) -> dict:
 
 STRING = {"type": "string"}
 ID = {"type": "string", "minLength": 1, "maxLength": ID_MAX_CHARS}
+USER_ID = {"type": "string", "pattern": SAFE_ID_PATTERN}
 TIME = {"type": "string", "format": "date-time"}
 
 
@@ -235,7 +237,7 @@ def build_spec(settings: Settings) -> dict:
                     "type": {"enum": list(CONVERSATION_TYPES)},
                     "title": nullable({"type": "string", "maxLength": TITLE_MAX_CHARS}),
                     "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX_CHARS}),
-                    "participant_ids": {"type": "array", "items": ID, "maxItems": MAX_PARTICIPANTS_PER_REQUEST},
+                    "participant_ids": {"type": "array", "items": USER_ID, "maxItems": MAX_PARTICIPANTS_PER_REQUEST},
                 },
                 ["type"],
             ),
@@ -247,7 +249,7 @@ def build_spec(settings: Settings) -> dict:
                 [],
                 minProperties=1,
             ),
-            "AddParticipant": obj({"user_id": ID, "role": {"enum": list(ROLES[1:]), "default": "member"}}, ["user_id"]),
+            "AddParticipant": obj({"user_id": USER_ID, "role": {"enum": list(ROLES[1:]), "default": "member"}}, ["user_id"]),
             "CreateMessage": obj(
                 {
                     "content": {**content, "description": "Not blank for text and emoji messages"},

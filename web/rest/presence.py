@@ -11,7 +11,7 @@ from storage.clock import parse_isoformat
 from storage.presence import PRESENCE_STATUSES
 from web import protocol
 from web.errors import InvalidMessage
-from web.protocol import ID_MAX_CHARS
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from web.rest.base import ApiHandler
 
 DEFAULT_PAGE = 100
@@ -47,10 +47,10 @@ class PresenceHandler(_PresenceReader):
         raw = self.get_query_argument("user_ids", None)
         if raw is not None:
             user_ids = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-            if not user_ids or len(user_ids) > MAX_USER_IDS or any(len(u) > ID_MAX_CHARS for u in user_ids):
+            if not user_ids or len(user_ids) > MAX_USER_IDS or not all(map(is_safe_id, user_ids)):
                 raise InvalidMessage(
                     "Invalid query parameter 'user_ids'",
-                    {"user_ids": [f"Give 1 to {MAX_USER_IDS} comma-separated user ids of at most {ID_MAX_CHARS} characters."]},
+                    {"user_ids": [f"Give 1 to {MAX_USER_IDS} comma-separated user ids, each 1 to {ID_MAX_CHARS} of {SAFE_ID_CHARS}."]},
                 )
             self.respond_page(await self.presence_of(user_ids))
             return
