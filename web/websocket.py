@@ -11,7 +11,6 @@ import logging
 import struct
 import time
 from typing import Any
-from urllib.parse import urlparse
 
 import tornado.websocket
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -20,6 +19,7 @@ from storage.clock import new_id
 from storage.errors import PyMongoError
 from web import protocol
 from web.auth import decode_token
+from web.cors import origin_allowed
 from web.context import AppContext
 from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from web.ratelimit import TokenBucket
@@ -40,13 +40,6 @@ WRITE_COMMANDS = frozenset(
     {"send_message", "edit_message", "delete_message", "add_reaction", "remove_reaction",
      "start_typing", "stop_typing", "mark_read", "update_presence"}
 )
-
-
-def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
-    """Same host as the request, or listed in ``ALLOWED_ORIGINS`` (``*`` trusts every origin)."""
-    if "*" in allowed or origin in allowed:
-        return True
-    return urlparse(origin).netloc.lower() == host.lower()
 
 
 _last_frame: tuple[bytes, bytes] = (b"", b"")
