@@ -18,6 +18,7 @@ from config import load_settings
 from tests.support.rest import spec_of
 from web.app import routes
 from web.protocol import Protocol
+from web.rest.base import ApiHandler
 from web.rest.openapi import build_spec
 
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
@@ -33,11 +34,13 @@ def template_of(pattern: str) -> str:
 
 
 def route_table() -> dict[str, set[str]]:
-    """``{path template: {methods}}`` as web/app.py serves them."""
+    """``{path template: {methods}}`` as web/app.py serves them, less what every REST route serves
+    alike: OPTIONS, the CORS preflight (docs/rest-api.md), which is no operation of the API."""
     table = {}
     for route in routes(None):
         handler = route[1]
-        table[template_of(route[0])] = {m for m in METHODS if getattr(handler, m) is not getattr(tornado.web.RequestHandler, m)}
+        base = ApiHandler if issubclass(handler, ApiHandler) else tornado.web.RequestHandler
+        table[template_of(route[0])] = {m for m in METHODS if getattr(handler, m) is not getattr(base, m)}
     return table
 
 

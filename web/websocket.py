@@ -17,7 +17,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
 import tornado.websocket
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -26,6 +25,7 @@ from storage.clock import new_id
 from storage.errors import PyMongoError
 from web import protocol
 from web.auth import decode_token
+from web.cors import origin_allowed
 from web.context import AppContext
 from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from web.ratelimit import TokenBucket
@@ -63,13 +63,6 @@ def command(kind: str, *, writes: bool) -> Callable:
         return handler
 
     return register
-
-
-def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
-    """Same host as the request, or listed in ``ALLOWED_ORIGINS`` (``*`` trusts every origin)."""
-    if "*" in allowed or origin in allowed:
-        return True
-    return urlparse(origin).netloc.lower() == host.lower()
 
 
 _last_frame: tuple[bytes, bytes] = (b"", b"")

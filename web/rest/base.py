@@ -1,4 +1,4 @@
-"""What every REST handler shares: bearer auth, JSON in and out, one error shape, rate limits."""
+"""What every REST handler shares: bearer auth, JSON in and out, one error shape, rate limits, CORS."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tornado.web
 from actors.policy import Action, authorize
 from actors.principal import Principal
 from storage.errors import PyMongoError
+from web import cors
 from web.auth import decode_token
 from web.context import AppContext
 from web.errors import (
@@ -44,11 +45,20 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return  # a CORS preflight: browsers send it without the Authorization header
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         self.principal = decode_token(token.strip() if scheme.lower() == "bearer" else None, self.ctx.settings)
         if self.request.method in WRITE_METHODS:
             self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+
+    def options(self, *_args: str, **_path: str) -> None:
+        """Any OPTIONS is a CORS preflight, 204 without auth; an origin not allowed gets no CORS headers."""
+        if self.cors_headers():
+            for name, value in cors.PREFLIGHT_HEADERS.items():
+                self.set_header(name, value)
+        self.no_content()
 
     @property
     def tenant_id(self) -> str:
@@ -106,6 +116,16 @@ class ApiHandler(tornado.web.RequestHandler):
         self.clear_header("Content-Type")
         self.finish()
 
+    def cors_headers(self) -> dict[str, str]:
+        return cors.response_headers(self.request.headers.get("Origin"), self.request.host, self.ctx.settings.allowed_origins)
+
+    def finish(self, chunk: Any = None):
+        """Every answer, errors too (they clear the headers first), tells the browser who may read it."""
+        self.set_header("Vary", "Origin")
+        for name, value in self.cors_headers().items():
+            self.set_header(name, value)
+        return super().finish(chunk)
+
     def _handle_request_exception(self, error: BaseException) -> None:
         if isinstance(error, PyMongoError):  # a read straight from storage during an outage
             logger.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, error)
@@ -145,7 +165,8 @@ class NotFoundHandler(ApiHandler):
     """Unknown paths answer our JSON 404, before any auth check."""
 
     def prepare(self) -> None:
-        raise NotFound("No such endpoint")
+        if self.request.method != "OPTIONS":  # the preflight passes, so a browser can read the 404 after it
+            raise NotFound("No such endpoint")
 
 
 async def authorize_conversation(
