@@ -47,48 +47,31 @@ class Settings:
     upload_max_bytes: int = 10 * 1024 * 1024
     shutdown_timeout_secs: float = 10.0
     log_level: str = "INFO"
+    # X-Forwarded-For / X-Real-IP name the client only behind a proxy that sets them; anywhere
+    # else any client could write what the access log shows as its address.
+    trust_proxy_headers: bool = False
 
     @property
     def uses_embedded_database(self) -> bool:
         return not self.mongodb_uri
 
 
-_ENV_NAMES = {
-    "port": "PORT",
-    "host": "HOST",
-    "jwt_secret": "JWT_SECRET",
-    "jwt_algorithm": "JWT_ALGORITHM",
-    "mongodb_uri": "MONGODB_URI",
-    "mongodb_db": "MONGODB_DB",
-    "mongodb_timeout_ms": "MONGODB_TIMEOUT_MS",
-    "allowed_origins": "ALLOWED_ORIGINS",
-    "heartbeat_interval_secs": "HEARTBEAT_INTERVAL_SECS",
-    "heartbeat_timeout_secs": "HEARTBEAT_TIMEOUT_SECS",
-    "max_content_chars": "MAX_CONTENT_CHARS",
-    "max_frame_bytes": "MAX_FRAME_BYTES",
-    "max_metadata_bytes": "MAX_METADATA_BYTES",
-    "rate_limit_per_sec": "RATE_LIMIT_PER_SEC",
-    "rate_limit_burst": "RATE_LIMIT_BURST",
-    "flood_close_after": "FLOOD_CLOSE_AFTER",
-    "max_connections_per_user": "MAX_CONNECTIONS_PER_USER",
-    "outbound_buffer_bytes": "OUTBOUND_BUFFER_BYTES",
-    "typing_ttl_secs": "TYPING_TTL_SECS",
-    "presence_grace_secs": "PRESENCE_GRACE_SECS",
-    "presence_fanout_max_sockets": "PRESENCE_FANOUT_MAX_SOCKETS",
-    "actor_idle_secs": "ACTOR_IDLE_SECS",
-    "activity_write_secs": "ACTIVITY_WRITE_SECS",
-    "replay_limit": "REPLAY_LIMIT",
-    "upload_max_bytes": "UPLOAD_MAX_BYTES",
-    "shutdown_timeout_secs": "SHUTDOWN_TIMEOUT_SECS",
-    "log_level": "LOG_LEVEL",
-}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
-ENV_VARIABLES = tuple(_ENV_NAMES.values())
+
+def env_name(field: dataclasses.Field) -> str:
+    """Every setting's variable is its field name in capitals: ``port`` is ``PORT``."""
+    return field.name.upper()
 
 
 def _convert(field: dataclasses.Field, name: str, raw: str):
     kind = field.type
     try:
+        if kind == "bool":
+            if raw.strip().lower() not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return raw.strip().lower() in _TRUE
         if kind == "int":
             value = int(raw)
         elif kind == "float":
@@ -111,7 +94,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     environ = os.environ if environ is None else environ
     values = {}
     for field in dataclasses.fields(Settings):
-        name = _ENV_NAMES[field.name]
+        name = env_name(field)
         if name in environ:
             values[field.name] = _convert(field, name, environ[name])
     values.update(overrides)

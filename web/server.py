@@ -79,7 +79,7 @@ class ChatServer:
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
         app = make_app(self.context)
         self.http_server = tornado.httpserver.HTTPServer(
-            app, xheaders=True, max_body_size=self.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
+            app, xheaders=self.settings.trust_proxy_headers, max_body_size=self.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
         )
         if sockets is not None:
             self.http_server.add_sockets(sockets)

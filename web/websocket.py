@@ -29,6 +29,7 @@ from web.cors import origin_allowed
 from web.context import AppContext
 from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from web.ratelimit import TokenBucket
+from web.unbranded import Unbranded
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def text_frame(payload: bytes) -> bytes:
     return frame
 
 
-class ChatSocket(tornado.websocket.WebSocketHandler):
+class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
         self.principal = None
@@ -307,7 +308,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         self.ctx.directory.tenant(tenant_id).disconnect.defer(self)
 
 
-class WrongPathSocket(tornado.websocket.WebSocketHandler):
+class WrongPathSocket(Unbranded, tornado.websocket.WebSocketHandler):
     """The seed's documented mistake: say where chat lives instead of failing silently."""
 
     def check_origin(self, origin: str) -> bool:

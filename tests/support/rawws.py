@@ -18,6 +18,7 @@ class RawWebSocket:
         self._buffer = b""
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.handshake = b""  # the server's answer to the upgrade request, headers included
 
     @classmethod
     def connect(cls, host: str, port: int, path: str, *, rcvbuf: int | None = None, timeout: float = 5.0) -> RawWebSocket:
@@ -35,7 +36,7 @@ class RawWebSocket:
             ).encode()
         )
         raw = cls(sock)
-        head = raw._read_until(b"\r\n\r\n")
+        head = raw.handshake = raw._read_until(b"\r\n\r\n")
         status_line = head.split(b"\r\n", 1)[0]
         if b" 101 " not in status_line + b" ":
             raise ConnectionError(f"handshake refused: {head[:200]!r}")

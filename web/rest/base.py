@@ -25,6 +25,7 @@ from web.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from web.unbranded import Unbranded
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +35,14 @@ _HTTP_STATUS_ERRORS = {404: NotFound, 405: MethodNotAllowed}
 QUERY_INT_MAX = 2**53
 
 
-class ApiHandler(tornado.web.RequestHandler):
+class ApiHandler(Unbranded, tornado.web.RequestHandler):
     principal: Principal
 
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
 
     def set_default_headers(self) -> None:
+        super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
 

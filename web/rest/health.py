@@ -9,21 +9,24 @@ import tornado.web
 
 from actors.runtime import live_actor_count
 from web.context import AppContext
+from web.unbranded import Unbranded
 
 
-class HealthHandler(tornado.web.RequestHandler):
+class HealthHandler(Unbranded, tornado.web.RequestHandler):
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
 
     def get(self) -> None:
         directory = self.ctx.directory
+        embedded = self.ctx.settings.uses_embedded_database
         self.set_header("Content-Type", "application/json")
         self.set_status(503 if self.ctx.shutting_down else 200)
         self.finish(
             orjson.dumps(
                 {
                     "status": "stopping" if self.ctx.shutting_down else "ok",
-                    "database": "embedded" if self.ctx.settings.uses_embedded_database else "mongodb",
+                    # The embedded database lives in this process: a restart loses everything in it.
+                    "storage": {"kind": "embedded", "durable": False} if embedded else {"kind": "mongodb", "durable": True},
                     "sockets": len(self.ctx.sockets),
                     "live_conversations": directory.live_conversations(),
                     "live_tenants": directory.live_tenants(),
