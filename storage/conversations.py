@@ -1,4 +1,4 @@
-"""Conversations: type, title, description and the direct-pair key that keeps a pair unique."""
+"""Conversations: type, title, description, and the claim that keeps a direct pair to one."""
 
 from __future__ import annotations
 
@@ -6,24 +6,32 @@ from pymongo import DESCENDING, ReturnDocument
 
 from storage.clock import new_id, utcnow
 from storage.errors import DuplicateKeyError
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 CONVERSATION_TYPES = ("direct", "group", "channel")
 
 
-def direct_key(user_a: str, user_b: str) -> str:
-    """Both orders of a pair map to one key, so the unique index sees one conversation."""
-    return "direct:" + "\x1f".join(sorted((user_a, user_b)))
+def direct_pair_id(tenant_id: str, user_a: str, user_b: str) -> str:
+    """Both orders of a pair map to one claim."""
+    return derived_id(tenant_id, *sorted((user_a, user_b)))
 
 
 class ConversationRepository(Repository):
+    """A direct conversation is unique per pair through a row in ``direct_pairs`` whose _id is
+    derived from the pair (see storage/keys.py) and which names the conversation holding it.
+
+    The conversation keeps a random id: an id derived from the pair would come back when the
+    pair talks again after deleting their conversation, and clients that remember the old
+    one's seq would skip the new one's first messages.
+    """
+
     collection_name = "conversations"
-    # pair_key is the direct pair for a direct conversation and the id otherwise, so a
-    # plain unique index works on every MongoDB (no partial index needed).
-    indexes = (
-        index("tenant_id", "pair_key", unique=True, name="unique_direct_pair"),
-        index("tenant_id", "last_activity_at"),
-    )
+    indexes = (index("tenant_id", "last_activity_at"),)
+
+    def __init__(self, db) -> None:
+        super().__init__(db)
+        self.direct_pairs = db["direct_pairs"]
 
     async def create(
         self,
@@ -37,9 +45,8 @@ class ConversationRepository(Repository):
     ) -> tuple[dict, bool]:
         """Insert a conversation; for an existing direct pair return that one. ``(doc, created)``."""
         now = utcnow()
-        conversation_id = new_id()
         doc = {
-            "_id": conversation_id,
+            "_id": new_id(),
             "tenant_id": tenant_id,
             "type": type,
             "title": title,
@@ -48,16 +55,38 @@ class ConversationRepository(Repository):
             "created_at": now,
             "updated_at": now,
             "last_activity_at": now,
-            "pair_key": direct_key(*pair) if pair else conversation_id,
         }
-        try:
-            await self.collection.insert_one(doc)
-        except DuplicateKeyError:
-            existing = await self.collection.find_one(self.scoped(tenant_id, pair_key=doc["pair_key"]))
-            if existing is None:
-                raise
-            return existing, False
+        if pair:
+            doc["pair_id"] = direct_pair_id(tenant_id, *pair)
+            existing = await self._pair_holder(tenant_id, doc["pair_id"])
+            if existing is not None:
+                return existing, False
+        await self.collection.insert_one(doc)
+        while pair:
+            try:
+                await self.direct_pairs.insert_one(self.scoped(tenant_id, _id=doc["pair_id"], conversation_id=doc["_id"]))
+                break
+            except DuplicateKeyError:
+                existing = await self._pair_holder(tenant_id, doc["pair_id"])
+            if existing is not None:
+                await self.collection.delete_one(self.scoped(tenant_id, _id=doc["_id"]))
+                return existing, False
         return doc, True
+
+    async def _pair_holder(self, tenant_id: str, pair_id: str) -> dict | None:
+        """The conversation that holds the pair's claim, if any.
+
+        A claim is only made for a conversation already stored, so a claim naming a missing
+        one was left by a deletion that stopped half way: it is removed here, and the caller
+        claims again. Whoever claims next wins by the insert's _id check (atomic on every
+        MongoDB), never by rewriting a claim in place."""
+        claim = await self.direct_pairs.find_one(self.scoped(tenant_id, _id=pair_id))
+        if claim is None:
+            return None
+        existing = await self.get(tenant_id, claim["conversation_id"])
+        if existing is None:
+            await self.direct_pairs.delete_one(self.scoped(tenant_id, _id=pair_id, conversation_id=claim["conversation_id"]))
+        return existing
 
     async def get(self, tenant_id: str, conversation_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, _id=conversation_id))
@@ -84,5 +113,10 @@ class ConversationRepository(Repository):
         )
 
     async def delete(self, tenant_id: str, conversation_id: str) -> bool:
-        result = await self.collection.delete_one(self.scoped(tenant_id, _id=conversation_id))
-        return result.deleted_count == 1
+        """Delete the conversation, then its pair's claim: the pair may start a new one."""
+        doc = await self.collection.find_one_and_delete(self.scoped(tenant_id, _id=conversation_id))
+        if doc is None:
+            return False
+        if "pair_id" in doc:
+            await self.direct_pairs.delete_one(self.scoped(tenant_id, _id=doc["pair_id"], conversation_id=conversation_id))
+        return True

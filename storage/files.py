@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from storage.clock import new_id, utcnow
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ class FileRepository(Repository):
 
     async def ensure_indexes(self) -> None:
         await super().ensure_indexes()
-        await self.chunks.create_indexes([index("tenant_id", "file_id", "n", unique=True, name="unique_tenant_chunk")])
+        # A chunk's _id is derived from (file, n): the _id alone keeps one chunk per place.
+        await self.chunks.create_indexes([index("tenant_id", "file_id", "n", name="tenant_chunk")])
 
     async def save(
         self,
@@ -47,7 +49,7 @@ class FileRepository(Repository):
         """
         file_id = new_id()
         chunks = [
-            {"_id": f"{file_id}:{n}", "tenant_id": tenant_id, "file_id": file_id, "n": n, "data": data[offset : offset + CHUNK_BYTES]}
+            {"_id": derived_id(file_id, n), "tenant_id": tenant_id, "file_id": file_id, "n": n, "data": data[offset : offset + CHUNK_BYTES]}
             for n, offset in enumerate(range(0, len(data), CHUNK_BYTES))
         ]
         doc = {

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-import hashlib
-
 from storage.clock import new_id, utcnow
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 MESSAGE_TYPES = ("text", "emoji", "file", "image", "system")
@@ -130,5 +129,4 @@ class MessageRepository(Repository):
 
 def client_message_id(tenant_id: str, conversation_id: str, sender_id: str, client_msg_id: str) -> str:
     """The id of the message a sender's ``client_msg_id`` names: the same on every retry."""
-    key = "\x1f".join((tenant_id, conversation_id, sender_id, client_msg_id)).encode()
-    return hashlib.sha256(key).hexdigest()[:32]
+    return derived_id(tenant_id, conversation_id, sender_id, client_msg_id)

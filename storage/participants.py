@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pymongo import ReturnDocument
 
-from storage.clock import new_id, utcnow
+from storage.clock import utcnow
 from storage.errors import DuplicateKeyError
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 ROLES = ("owner", "admin", "member")
@@ -13,25 +14,16 @@ ROLES = ("owner", "admin", "member")
 
 class ParticipantRepository(Repository):
     collection_name = "participants"
+    # A row's _id is derived from (tenant, conversation, user): the _id alone keeps a user in a
+    # conversation once, so the lookups below need only plain indexes (see storage/keys.py).
     indexes = (
-        index("tenant_id", "conversation_id", "user_id", unique=True, name="unique_participant"),
+        index("tenant_id", "conversation_id", "user_id", name="participant"),
         index("tenant_id", "user_id"),
     )
 
     async def add(self, tenant_id: str, conversation_id: str, user_id: str, role: str) -> tuple[dict, bool]:
         """Add a participant; an existing one is returned unchanged. ``(doc, added)``."""
-        doc = {
-            "_id": new_id(),
-            "tenant_id": tenant_id,
-            "conversation_id": conversation_id,
-            "user_id": user_id,
-            "role": role,
-            "joined_at": utcnow(),
-            "last_read_seq": 0,
-            "last_read_message_id": None,
-            "last_read_at": None,
-            "last_seen_at": None,
-        }
+        doc = self._build(tenant_id, conversation_id, user_id, role, utcnow())
         try:
             await self.collection.insert_one(doc)
         except DuplicateKeyError:
@@ -41,13 +33,35 @@ class ParticipantRepository(Repository):
             return existing, False
         return doc, True
 
+    async def add_new_conversation(self, tenant_id: str, conversation_id: str, roles: dict[str, str]) -> None:
+        """The participants of a conversation just created (none there yet), in one write."""
+        now = utcnow()
+        await self.collection.insert_many(
+            [self._build(tenant_id, conversation_id, user_id, role, now) for user_id, role in roles.items()]
+        )
+
+    @staticmethod
+    def _build(tenant_id: str, conversation_id: str, user_id: str, role: str, joined_at) -> dict:
+        return {
+            "_id": derived_id(tenant_id, conversation_id, user_id),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "role": role,
+            "joined_at": joined_at,
+            "last_read_seq": 0,
+            "last_read_message_id": None,
+            "last_read_at": None,
+            "last_seen_at": None,
+        }
+
     async def get(self, tenant_id: str, conversation_id: str, user_id: str) -> dict | None:
         return await self.collection.find_one(
             self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
         )
 
     async def list(self, tenant_id: str, conversation_id: str, *, limit: int = 0, skip: int = 0) -> list[dict]:
-        """In the order they joined; all of them unless ``limit`` is given."""
+        """In the order they joined (those added together, by id); all of them unless ``limit`` is given."""
         return await self._find(
             self.scoped(tenant_id, conversation_id=conversation_id),
             sort=[("joined_at", 1), ("_id", 1)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from storage.errors import DuplicateKeyError
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 PRESENCE_STATUSES = ("online", "away", "busy", "offline")
@@ -10,34 +11,31 @@ PRESENCE_STATUSES = ("online", "away", "busy", "offline")
 
 class PresenceRepository(Repository):
     collection_name = "presence"
-    indexes = (index("tenant_id", "user_id", unique=True, name="unique_presence"),)
+    # A row's _id is derived from (tenant, user), so the _id alone keeps one row per user.
+    indexes = (index("tenant_id", "user_id", name="presence"),)
 
     def __init__(self, db, *, embedded: bool = False) -> None:
         super().__init__(db)
-        # A row's _id is derived from (tenant, user), so the _id alone keeps one row per user.
-        # mongomock checks a unique index by scanning the collection and finds an upsert's
-        # row by scanning too: connecting every user of a 2,500-user tenant cost 22 s of
-        # saves. On the embedded database the first save is a plain insert (its _id check is
-        # O(1)) and the index is not unique; a real MongoDB keeps its index and one upsert.
+        # mongomock finds an upsert's row by scanning the collection: connecting every user of
+        # a 2,500-user tenant cost 22 s of saves. On the embedded database the first save is a
+        # plain insert (its _id check is O(1)); a real MongoDB does one upsert through its _id index.
         self._insert_first = embedded
-        if embedded:
-            self.indexes = (index("tenant_id", "user_id", name="presence"),)
 
     async def save(self, tenant_id: str, user_id: str, fields: dict) -> None:
-        key = f"{tenant_id}\x1f{user_id}"
+        key = self.scoped(tenant_id, _id=derived_id(tenant_id, user_id))
         if self._insert_first:
             try:
-                await self.collection.insert_one({"_id": key, "tenant_id": tenant_id, "user_id": user_id, **fields})
+                await self.collection.insert_one({**key, "user_id": user_id, **fields})
                 return
             except DuplicateKeyError:
-                await self.collection.update_one({"_id": key}, {"$set": fields})
+                await self.collection.update_one(key, {"$set": fields})
                 return
-        update = {"$set": fields, "$setOnInsert": {"_id": key}}
+        update = {"$set": fields, "$setOnInsert": {"user_id": user_id}}
         try:
-            await self.collection.update_one(self.scoped(tenant_id, user_id=user_id), update, upsert=True)
+            await self.collection.update_one(key, update, upsert=True)
         except DuplicateKeyError:
             # Two upserts of a new user raced and the other one inserted: now it is an update.
-            await self.collection.update_one(self.scoped(tenant_id, user_id=user_id), update, upsert=True)
+            await self.collection.update_one(key, update, upsert=True)
 
     async def get(self, tenant_id: str, user_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, user_id=user_id))

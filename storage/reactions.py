@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from storage.clock import new_id, utcnow
+from storage.clock import utcnow
 from storage.errors import DuplicateKeyError
+from storage.keys import derived_id
 from storage.repository import Repository, index
 
 
 class ReactionRepository(Repository):
     collection_name = "reactions"
+    # A row's _id is derived from (tenant, message, user, emoji): the _id alone makes adding
+    # twice one reaction, so the lookups below need only plain indexes (see storage/keys.py).
     indexes = (
-        index("tenant_id", "message_id", "user_id", "emoji", unique=True, name="unique_reaction"),
+        index("tenant_id", "message_id", "user_id", "emoji", name="reaction"),
         index("tenant_id", "conversation_id"),
     )
 
     async def add(self, tenant_id: str, conversation_id: str, message_id: str, user_id: str, emoji: str) -> tuple[dict, bool]:
         """``(reaction, added)``; ``added`` is false when the same one already existed."""
         doc = {
-            "_id": new_id(),
+            "_id": derived_id(tenant_id, message_id, user_id, emoji),
             "tenant_id": tenant_id,
             "conversation_id": conversation_id,
             "message_id": message_id,

@@ -77,6 +77,12 @@ def server(request, mongodb_uri):
     proc.stop()
 
 
+@pytest.fixture(scope="session", params=_backends())
+def database_uri(request, mongodb_uri):
+    """Each tier's ``MONGODB_URI`` for tests that open storage in-process; None is the embedded database."""
+    return mongodb_uri if request.param == "mongodb" else None
+
+
 @pytest.fixture
 def tenant():
     return unique("tenant")

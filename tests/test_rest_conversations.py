@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from tests.support.client import User, unique
 from tests.support.rest import assert_error, rest_users, system_events  # noqa: F401  (fixture)
+from web.protocol import MAX_PARTICIPANTS_PER_REQUEST
 
 
 async def test_create_list_get_with_unread_count_and_last_message(rest_users):
@@ -59,6 +63,42 @@ async def test_direct_is_unique_per_pair(rest_users):
     error = assert_error(await alice.api.post("conversations/", {"type": "direct", "participant_ids": [alice.user_id]}), 400)
     assert "participant_ids" in error["details"]
     assert_error(await alice.api.post("conversations/", {"type": "direct", "participant_ids": [bob.user_id, carol.user_id]}), 400)
+
+
+async def test_direct_created_at_once_from_both_sides_is_one_conversation(rest_users):
+    alice, bob = rest_users("alice", "bob")
+    answers = await asyncio.gather(
+        *(me.api.post("conversations/", {"type": "direct", "participant_ids": [other.user_id]}) for me, other in [(alice, bob), (bob, alice)] * 3)
+    )
+    assert sorted(status for status, _ in answers) == [200] * 5 + [201], answers
+    assert len({conv["id"] for _, conv in answers}) == 1
+    conv, owner_id = answers[0][1]["id"], answers[0][1]["created_by"]
+    assert {p["user_id"] for p in (await alice.api.get(f"conversations/{conv}/"))[1]["participants"]} == {alice.user_id, bob.user_id}
+    assert [c["id"] for c in (await bob.api.get("conversations/"))[1]["results"]] == [conv], "one conversation for the pair"
+
+    [owner] = [user for user in (alice, bob) if user.user_id == owner_id]
+    assert await owner.api.delete(f"conversations/{conv}/") == (204, None)
+    status, fresh = await bob.api.post("conversations/", {"type": "direct", "participant_ids": [alice.user_id]})
+    assert status == 201 and fresh["id"] != conv, "a deleted direct conversation frees its pair"
+
+
+async def test_a_full_size_conversation_is_written_at_once_and_others_are_answered(rest_users, server):
+    [alice] = rest_users("alice")
+    members = [unique("member") for _ in range(MAX_PARTICIPANTS_PER_REQUEST)]
+    elsewhere = User(server, unique("tenant"), unique("other"))
+    create = asyncio.ensure_future(alice.api.post("conversations/", {"type": "group", "participant_ids": members}))
+    status, me = await elsewhere.api.get("presence/me/")
+    assert status == 200 and me["user_id"] == elsewhere.user_id, "another tenant is answered meanwhile"
+    status, conv = await create
+    assert status == 201 and len(conv["participants"]) == MAX_PARTICIPANTS_PER_REQUEST + 1
+
+    path = f"conversations/{conv['id']}/participants/"
+    status, page = await alice.api.get(f"{path}?limit=500")
+    status, rest = await alice.api.get(page["next"].replace("/api/notifications/chat/", ""))
+    listed = [p["user_id"] for p in page["results"] + rest["results"]]
+    assert sorted(listed) == sorted([alice.user_id, *members]) and rest["next"] is None
+    assert (await alice.api.post(path, {"user_id": members[0]}))[0] == 200, "already there"
+    assert (await alice.api.post(path, {"user_id": unique("late")}))[0] == 201
 
 
 async def test_update_rules_owner_admin_member_outsider(rest_users):

@@ -63,8 +63,8 @@ class ConversationsHandler(ApiHandler):
                 self.tenant_id, type=body["type"], created_by=me, title=body["title"], description=body["description"]
             )
             roles = {me: "owner", **{uid: "member" for uid in others}}
-        for user_id, role in roles.items():
-            await storage.participants.add(self.tenant_id, conversation["_id"], user_id, role)
+        if roles:
+            await storage.participants.add_new_conversation(self.tenant_id, conversation["_id"], roles)
         participants = await storage.participants.list(self.tenant_id, conversation["_id"])
         self.respond(protocol.conversation_object(conversation, participants), 201 if created else 200)
 
