@@ -136,16 +136,21 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
 
     def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
-        """Tell every connected user of the tenant; the asking socket gets its ``request_id``."""
+        """Tell every connected user of the tenant; the asking socket gets its ``request_id``.
+
+        Only the user's own sockets learn their ``current_conversation_id``: to anyone else it
+        could reveal a conversation they are not in (REST readers get it where they are)."""
         presence = presence or self._presence[user_id]
         self._persist(user_id, presence)
         payload = protocol.presence_object(user_id, **presence.as_fields())
-        data = protocol.event("presence_update", **payload)
+        own = protocol.event("presence_update", **payload)
+        others = protocol.event("presence_update", **{**payload, "current_conversation_id": None})
         if self._socket_count > self._settings.presence_fanout_max_sockets:
-            audience = [self._connections.get(user_id, {})]
+            audience = {user_id: self._connections.get(user_id, {})}
         else:
-            audience = self._connections.values()
-        for conns in audience:
+            audience = self._connections
+        for audience_user, conns in audience.items():
+            data = own if audience_user == user_id else others
             for conn in conns.values():
                 if origin is None or conn.conn_id != origin.conn_id:
                     conn.send(data)

@@ -64,3 +64,24 @@ async def test_same_user_id_in_two_tenants_has_two_presences(server):
     assert (await there.api.get("presence/me/"))[1]["status"] == "away"
     status, page = await there.api.get("presence/")
     assert [(p["user_id"], p["status"]) for p in page["results"]] == [(user_id, "away")]
+
+
+async def test_where_someone_is_shows_only_to_that_conversations_participants(users):
+    """A DM's id in presence would tell the whole tenant who talks to whom."""
+    alice, bob, eve = users("alice", "bob", "eve")
+    dm = await alice.create_conversation("direct", [bob])
+    watcher = await eve.socket()
+    a = await alice.socket()
+    await a.request("join_conversation", "conversation_joined", conversation_id=dm)
+    await a.request("update_presence", "presence_update", status="away")  # a push after the join
+    seen_by_eve = await watcher.next("presence_update", user_id=alice.user_id, status="away")
+    assert seen_by_eve["current_conversation_id"] is None
+    for viewer, expected in ((bob, dm), (eve, None), (alice, dm)):
+        status, page = await viewer.api.get(f"presence/?user_ids={alice.user_id}")
+        assert status == 200 and page["results"][0]["current_conversation_id"] == expected, viewer.user_id
+        status, page = await viewer.api.get("presence/")
+        mine = [p for p in page["results"] if p["user_id"] == alice.user_id]
+        assert mine and mine[0]["current_conversation_id"] == expected, viewer.user_id
+    assert (await alice.api.get("presence/me/"))[1]["current_conversation_id"] == dm
+    a.close()
+    watcher.close()

@@ -34,11 +34,24 @@ class _PresenceReader(ApiHandler):
         """Presence for exactly ``user_ids``, in that order."""
         stored = {doc["user_id"]: doc for doc in await self.ctx.storage.presence.list(self.tenant_id, user_ids)}
         live = await self.ctx.directory.call_tenant(self.tenant_id, "live_presence", user_ids)
-        return [
+        presences = [
             live.get(user_id)
             or (_stored_object(stored[user_id]) if user_id in stored else protocol.presence_object(user_id, "offline", None, None))
             for user_id in user_ids
         ]
+        await self._hide_conversations_not_shared(presences)
+        return presences
+
+    async def _hide_conversations_not_shared(self, presences: list[dict]) -> None:
+        """Where someone is reveals a conversation: only its participants may see it."""
+        me = self.principal.user_id
+        elsewhere = {p["current_conversation_id"] for p in presences if p["current_conversation_id"] and p["user_id"] != me}
+        if not elsewhere:
+            return
+        shared = await self.ctx.storage.participants.of_user(self.tenant_id, me, sorted(elsewhere))
+        for presence in presences:
+            if presence["user_id"] != me and presence["current_conversation_id"] not in shared:
+                presence["current_conversation_id"] = None
 
 
 class PresenceHandler(_PresenceReader):
