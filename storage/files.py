@@ -6,6 +6,7 @@ Both the file record and every chunk carry ``tenant_id``, and every query is sco
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from storage.clock import new_id, utcnow
 from storage.keys import derived_id
@@ -91,11 +92,17 @@ class FileRepository(Repository):
             await self.collection.delete_many(self.scoped(tenant_id, _id={"$in": ids}))
             await self.chunks.delete_many(self.scoped(tenant_id, file_id={"$in": ids}))
 
-    async def read(self, tenant_id: str, file_doc: dict) -> bytes:
-        """The file's bytes; ``FileIntegrityError`` if chunks are missing."""
-        cursor = self.chunks.find(self.scoped(tenant_id, file_id=file_doc["_id"])).sort("n", 1)
-        chunks = await cursor.to_list(None)
-        data = b"".join(bytes(chunk["data"]) for chunk in chunks)
-        if len(data) != file_doc["size"] or [chunk["n"] for chunk in chunks] != list(range(file_doc["chunk_count"])):
-            raise FileIntegrityError(f"file {file_doc['_id']} has {len(chunks)} chunks, {len(data)} bytes")
-        return data
+    async def chunks_of(self, tenant_id: str, file_doc: dict) -> AsyncIterator[bytes]:
+        """The file's bytes a chunk at a time, fetched one by one, so a slow download holds one
+        chunk, not the file; ``FileIntegrityError`` as soon as they stop adding up."""
+        cursor = self.chunks.find(self.scoped(tenant_id, file_id=file_doc["_id"])).sort("n", 1).batch_size(1)
+        expected_n, size = 0, 0
+        async for chunk in cursor:
+            if chunk["n"] != expected_n:
+                raise FileIntegrityError(f"file {file_doc['_id']}: chunk {expected_n} is missing")
+            data = bytes(chunk["data"])
+            size += len(data)
+            expected_n += 1
+            yield data
+        if expected_n != file_doc["chunk_count"] or size != file_doc["size"]:
+            raise FileIntegrityError(f"file {file_doc['_id']} has {expected_n} chunks, {size} bytes")

@@ -21,9 +21,12 @@ import re
 import unicodedata
 from urllib.parse import quote
 
+from collections.abc import AsyncIterator
+
 import filetype
 import tornado.httputil
 import tornado.web
+from tornado.iostream import StreamClosedError
 
 from actors.policy import Action
 from web import protocol
@@ -257,17 +260,35 @@ class FileHandler(ApiHandler):
                 raise NotFound("File not found") from None
         elif doc["owner_id"] != self.principal.user_id and not self.principal.is_tenant_admin:
             raise NotFound("File not found")
+        chunks = self.ctx.storage.files.chunks_of(self.tenant_id, doc)
         try:
-            data = await self.ctx.storage.files.read(self.tenant_id, doc)
-        except FileIntegrityError as error:
-            logger.error("%s", error)
+            first = await anext(chunks)  # a broken file is still an error answer, not a cut-off one
+        except (FileIntegrityError, StopAsyncIteration):
+            logger.error("file %s: its content is incomplete", file_id)
             raise ChatError("The file's content is incomplete") from None
         content_type = doc["content_type"]
         self.set_header("Content-Type", f"{content_type}; charset=utf-8" if content_type.startswith("text/") else content_type)
-        self.set_header("Content-Length", str(len(data)))
+        self.set_header("Content-Length", str(doc["size"]))
         self.set_header("Content-Disposition", content_disposition(doc["filename"], inline=content_type in IMAGE_TYPES))
         self.set_header("X-Content-Type-Options", "nosniff")
-        self.finish(data)
+        await self._stream(first, chunks)
+
+    async def _stream(self, first: bytes, rest: AsyncIterator[bytes]) -> None:
+        """One chunk at a time, the next fetched only once the last has reached the socket: a
+        reader that stops reading holds one chunk of memory, not the file."""
+        try:
+            self.write(first)
+            await self.flush()
+            async for chunk in rest:
+                self.write(chunk)
+                await self.flush()
+        except FileIntegrityError as error:
+            logger.error("%s; the download was cut off", error)
+            self.request.connection.close()
+            return
+        except StreamClosedError:
+            return  # the reader went away
+        self.finish()
 
 
 def content_disposition(filename: str, *, inline: bool) -> str:
