@@ -3,13 +3,26 @@ and file/image messages that must name a usable file."""
 
 from __future__ import annotations
 
+import http.client
 import io
+import json
 import os
+import select
+import socket
 import struct
+import urllib.error
+import urllib.parse
+import urllib.request
 import zipfile
 import zlib
 
-from tests.support.rest import assert_error, fetch_raw, multipart, raw_http, rest_users, upload  # noqa: F401
+import pytest
+import requests
+
+from tests.support.client import unique
+from tests.support.rest import API, assert_error, fetch_raw, multipart, raw_http, rest_users, token_for, upload  # noqa: F401
+from tests.support.server import ServerProcess
+from web.rest.files import BODY_OVERHEAD_BYTES, DISCARD_ALLOWANCE_BYTES
 
 MAX_BYTES = 10 * 1024 * 1024  # the default UPLOAD_MAX_BYTES the test server runs with
 
@@ -149,20 +162,6 @@ async def test_too_large_upload_stores_nothing(rest_users, server):
     assert stored_counts(server, alice.tenant_id) in (None, (1, -(-MAX_BYTES // (255 * 1024))))
 
 
-def test_content_length_past_the_limit_is_refused_before_the_body(server, tenant):
-    from tests.support.rest import token_for
-
-    token = token_for(server, tenant, "uploader")
-    head = (
-        "POST /api/notifications/chat/upload/ HTTP/1.1\r\nHost: localhost\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-        f"Content-Length: {MAX_BYTES * 3}\r\n\r\n"
-    ).encode()
-    answer = raw_http(server, head)  # no body is ever sent: the answer comes from the headers alone
-    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert b'"payload_too_large"' in answer
-
-
 async def test_file_and_image_messages_need_a_usable_file(rest_users):
     alice, bob, carol = rest_users("alice", "bob", "carol")
     conv = await alice.create_conversation("group", [bob])
@@ -229,3 +228,123 @@ async def test_filenames_lose_invisible_characters_and_end_in_their_types_extens
         assert status == 201 and file["filename"] == expected, (sent, status, file)
         response = await fetch_raw(alice, file["url"])
         assert f"filename*=UTF-8''{expected}" in response.headers["Content-Disposition"].replace("%20", " ")
+
+
+SMALL_MAX_BYTES = 1024 * 1024
+PAST_THE_LIMIT = 8 * SMALL_MAX_BYTES  # past the limit and its framing, more than socket buffers hold, within the discard bound
+
+
+@pytest.fixture(scope="module")
+def small_server(mongodb_uri):
+    """A 1 MiB upload limit; on real MongoDB when there is one, so that stored files can be counted."""
+    proc = ServerProcess(
+        env={"UPLOAD_MAX_BYTES": str(SMALL_MAX_BYTES)}, mongodb_uri=mongodb_uri, db_name=f"chat_{unique('small').replace('-', '_')}" if mongodb_uri else None
+    ).start()
+    yield proc
+    proc.stop()
+
+
+def upload_parts(server, token: str, data: bytes) -> tuple[str, bytes, dict[str, str]]:
+    """URL, multipart body and headers of an upload of ``data`` as a PNG."""
+    body, ctype = multipart({}, [("file", "big.png", "image/png", data)])
+    return f"{server.http_url}{API}/upload/", body, {"Authorization": f"Bearer {token}", "Content-Type": ctype}
+
+
+def assert_too_large(body: bytes) -> None:
+    error = json.loads(body)["error"]
+    assert error["code"] == "payload_too_large" and error["details"]["max_bytes"] == SMALL_MAX_BYTES, error
+
+
+def test_urllib_reads_the_413_of_an_upload_past_the_limit(small_server, tenant):
+    url, body, headers = upload_parts(small_server, token_for(small_server, tenant, "uploader"), png(b"\x00" * PAST_THE_LIMIT))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=30)
+    assert refused.value.code == 413
+    assert_too_large(refused.value.read())
+    assert stored_counts(small_server, tenant) in (None, (0, 0)), "nothing stored"
+
+
+def test_requests_reads_the_413_and_its_session_uploads_next(small_server, tenant):
+    token = token_for(small_server, tenant, "uploader")
+    url = f"{small_server.http_url}{API}/upload/"
+    auth = {"Authorization": f"Bearer {token}"}
+    with requests.Session() as session:
+        refused = session.post(url, files={"file": ("big.png", png(b"\x00" * PAST_THE_LIMIT), "image/png")}, headers=auth, timeout=30)
+        assert refused.status_code == 413
+        assert_too_large(refused.content)
+        assert stored_counts(small_server, tenant) in (None, (0, 0)), "nothing stored"
+
+        stored = session.post(url, files={"file": ("small.png", png(), "image/png")}, headers=auth, timeout=30)
+        assert stored.status_code == 201, stored.text
+        assert session.get(f"{small_server.http_url}{stored.json()['url']}", headers=auth, timeout=30).content == png()
+    assert stored_counts(small_server, tenant) in (None, (1, 1))
+
+
+def test_the_connection_stays_usable_after_a_413(small_server, tenant):
+    """A body past the limit, with a length and chunked, is read to its end: the next request follows on the same socket."""
+    token = token_for(small_server, tenant, "uploader")
+    url, too_big, headers = upload_parts(small_server, token, png(b"\x00" * PAST_THE_LIMIT))
+    path = urllib.parse.urlsplit(url).path
+    pieces = (too_big[i : i + 65536] for i in range(0, len(too_big), 65536))
+    conn = http.client.HTTPConnection("127.0.0.1", small_server.port, timeout=30)
+    try:
+        conn.request("POST", path, body=too_big, headers=headers)
+        answer = conn.getresponse()
+        assert answer.status == 413
+        assert_too_large(answer.read())
+        sock = conn.sock
+        conn.request("POST", path, body=pieces, headers=headers, encode_chunked=True)
+        answer = conn.getresponse()
+        assert answer.status == 413 and conn.sock is sock
+        assert_too_large(answer.read())
+        assert stored_counts(small_server, tenant) in (None, (0, 0)), "nothing stored"
+
+        _, body, headers = upload_parts(small_server, token, png())
+        conn.request("POST", path, body=body, headers=headers)
+        answer = conn.getresponse()
+        assert answer.status == 201 and conn.sock is sock, answer.read()
+        answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_body_past_the_discard_bound_is_answered_at_once(small_server, tenant):
+    """Declared past the bound: 413 from the headers alone. Chunked: 413 once it passes the bound.
+    Either way the connection then closes, the rest unread."""
+    token = token_for(small_server, tenant, "uploader")
+    head = (
+        f"POST {API}/upload/ HTTP/1.1\r\nHost: localhost\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+    )
+    bound = SMALL_MAX_BYTES + BODY_OVERHEAD_BYTES + DISCARD_ALLOWANCE_BYTES
+    answer = raw_http(small_server, f"{head}Content-Length: {bound + 1}\r\n\r\n".encode())  # no body is ever sent
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert_too_large(answer.partition(b"\r\n\r\n")[2])
+
+    chunk = b"10000\r\n" + b"\x00" * 0x10000 + b"\r\n"
+    answer = send_until_answered(small_server, f"{head}Transfer-Encoding: chunked\r\n\r\n".encode(), chunk)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert_too_large(answer.partition(b"\r\n\r\n")[2])
+    assert stored_counts(small_server, tenant) in (None, (0, 0)), "nothing stored"
+
+
+def send_until_answered(server, head: bytes, chunk: bytes, timeout: float = 30.0) -> bytes:
+    """Send ``head``, then ``chunk`` over and over until the server answers, reading as we send
+    (as curl and browsers do); the answer, read until the server closes."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(head)
+        pending = memoryview(b"")
+        while True:
+            readable, writable, _ = select.select([sock], [sock], [], timeout)
+            if readable:
+                break
+            assert writable, "the server neither read nor answered"
+            pending = pending or memoryview(chunk)
+            pending = pending[sock.send(pending) :]
+        received = b""
+        try:
+            while data := sock.recv(65536):
+                received += data
+        except ConnectionResetError:
+            pass  # closed with our data unread: what came before is the answer
+        return received

@@ -16,6 +16,7 @@ from storage.errors import PyMongoError
 from web.app import make_app
 from web.context import AppContext
 from web.gc_tuning import tune_after_startup
+from web.rest.files import BODY_OVERHEAD_BYTES
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ logger = logging.getLogger(__name__)
 INDEX_RETRY_SECS = 5.0
 # How long a shutdown waits for clients to answer its close frames.
 CLOSE_HANDSHAKE_SECS = 0.5
-# Room for multipart framing around an upload at the size limit; the handler enforces the limit.
-BODY_OVERHEAD_BYTES = 64 * 1024
 
 
 class TokenRedactingFilter(logging.Filter):

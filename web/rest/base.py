@@ -133,17 +133,21 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
             logger.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, error)
             error = StorageUnavailable()
         if isinstance(error, ChatError) and not self._finished:
-            if error.status >= 500:
-                logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
-            self.clear()
-            self.set_default_headers()
-            self.set_status(error.status)
-            if isinstance(error, RateLimited):
-                self.set_header("Retry-After", str(max(1, round(error.retry_after_secs + 0.5))))
-            # Field errors of list items are keyed by index: integers, which JSON spells as strings.
-            self.finish(orjson.dumps({"error": error.as_dict()}, option=orjson.OPT_NON_STR_KEYS))
+            self.respond_error(error)
             return
         super()._handle_request_exception(error)
+
+    def respond_error(self, error: ChatError) -> None:
+        """The one error shape; also for answers given outside a handler method (while streaming)."""
+        if error.status >= 500:
+            logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
+        self.clear()
+        self.set_default_headers()
+        self.set_status(error.status)
+        if isinstance(error, RateLimited):
+            self.set_header("Retry-After", str(max(1, round(error.retry_after_secs + 0.5))))
+        # Field errors of list items are keyed by index: integers, which JSON spells as strings.
+        self.finish(orjson.dumps({"error": error.as_dict()}, option=orjson.OPT_NON_STR_KEYS))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors Tornado raises itself (unknown method, bad request, crashes) in our shape."""

@@ -5,8 +5,11 @@ Rules (also in openapi.json and docs/rest-api.md):
 * The body is ``multipart/form-data`` with one part ``file`` (with a filename) and an
   optional field ``conversation_id``; any other field is refused (400).
 * At most ``settings.upload_max_bytes`` (``UPLOAD_MAX_BYTES``, default 10 MiB) of file
-  content: 413, nothing stored. A ``Content-Length`` beyond the limit plus multipart
-  framing is refused as soon as the headers arrive, before the body is read.
+  content: 413, nothing stored. A body past the limit (plus multipart framing) but within
+  ``DISCARD_ALLOWANCE_BYTES`` more is read and dropped before the 413, so that clients which
+  send the whole body before reading (``urllib``, ``requests``) get the answer and keep the
+  connection. A body declared larger still is refused as soon as the headers arrive, and
+  a chunked one as soon as it passes that bound; the connection then closes unread.
 * The type is decided by the bytes (``filetype``; UTF-8 text without binary control
   characters is text). It must be in ``ALLOWED_TYPES``; a declared part type other than
   ``application/octet-stream`` must agree with the bytes. Otherwise 415.
@@ -36,8 +39,16 @@ from storage.files import FileIntegrityError
 
 logger = logging.getLogger(__name__)
 
-# Room for multipart framing around a file at the size limit (the HTTP server allows the same).
+# Room for multipart framing around a file at the size limit.
 BODY_OVERHEAD_BYTES = 64 * 1024
+# How far past the limit a body is still read, only to be dropped. A fixed amount rather than a
+# multiple of the limit: it covers the near misses (a photo a few MiB too large) whatever the
+# limit is, and reading it costs time and bandwidth, never memory. Further than that is not a near
+# miss, and not worth reading: a client sending 1 GB gets its 413 at once and loses the connection.
+DISCARD_ALLOWANCE_BYTES = 16 * 1024 * 1024
+# A chunked body declares no length: Tornado's own limit is lifted, and data_received answers
+# as soon as the body passes the discard bound.
+UNCOUNTED_BODY_BYTES = 2**63 - 1
 FILENAME_MAX_CHARS = 255
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/heic", "image/avif")
@@ -168,23 +179,37 @@ class UploadHandler(ApiHandler):
     def _max_body_bytes(self) -> int:
         return self.ctx.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
 
+    @property
+    def _discard_bound(self) -> int:
+        return self._max_body_bytes + DISCARD_ALLOWANCE_BYTES
+
     def prepare(self) -> None:
-        """Auth, rate limit, then what the headers can tell before any body is read."""
+        """Auth, rate limit, then what the headers can tell; only then may the body be this large."""
         super().prepare()
         if self.request.method != "POST":
             return  # answered 405 once prepare is done
         if media_type(self.request.headers.get("Content-Type")) != "multipart/form-data":
             raise UnsupportedMediaType("Upload with Content-Type: multipart/form-data")
         length = self.request.headers.get("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > self._max_body_bytes:
+        if length is None:
+            self.request.connection.set_max_body_size(UNCOUNTED_BODY_BYTES)
+            return
+        declared = int(length) if length.strip().isdigit() else 0  # Tornado answers 400 to a malformed one
+        if declared > self._discard_bound:
             raise self._too_large()
+        self._overflow = declared > self._max_body_bytes
+        self.request.connection.set_max_body_size(self._discard_bound)
 
     def data_received(self, chunk: bytes) -> None:
-        if self._finished or self._overflow:
+        """Keeps the body up to the limit; past it keeps nothing, and past the bound answers."""
+        if self._finished:
             return
         self._received += len(chunk)
-        if self._received > self._max_body_bytes:
-            self._overflow = True
+        if self._received > self._discard_bound:
+            self.respond_error(self._too_large())
+            return
+        self._overflow = self._overflow or self._received > self._max_body_bytes
+        if self._overflow:
             self._parts.clear()
         else:
             self._parts.append(chunk)

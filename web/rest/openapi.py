@@ -113,8 +113,10 @@ history as tombstones (`is_deleted: true`, `content: ""`)."""
 UPLOAD_RULES = """\
 `multipart/form-data` with one part `file` (with a filename) and optionally the field
 `conversation_id` (the caller must be a participant). Any other field is refused (400).
-At most `{max_bytes}` bytes of file (413, and nothing stored; a `Content-Length` past the
-limit plus 64 KiB of framing is refused before the body is read). The content type is
+At most `{max_bytes}` bytes of file (413, and nothing stored). A body past the limit plus
+64 KiB of framing is read and dropped before the 413, on a connection that stays open, up
+to 16 MiB more; a body declared larger still is refused before it is read, a chunked one
+once it passes that bound, and the connection closes. The content type is
 decided by the bytes, not the header: it must be one of {allowed}. A declared part type
 other than `application/octet-stream` must agree with the bytes. Otherwise 415.
 Download access: the participants of `conversation_id`; without one, the uploader and
