@@ -45,6 +45,12 @@ class Settings:
     activity_write_secs: float = 2.0
     replay_limit: int = 1000
     upload_max_bytes: int = 10 * 1024 * 1024
+    # Client connections (HTTP and WebSocket) open at once; 0: the descriptor limit less a reserve.
+    max_open_connections: int = 0
+    # How long a connection may wait to send a request's headers (keep-alive included), and to
+    # send a whole body, before it is closed.
+    http_idle_timeout_secs: float = 60.0
+    http_body_timeout_secs: float = 120.0
     shutdown_timeout_secs: float = 10.0
     log_level: str = "INFO"
     # X-Forwarded-For / X-Real-IP name the client only behind a proxy that sets them; anywhere

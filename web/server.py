@@ -7,8 +7,6 @@ import logging
 import re
 import signal
 
-import tornado.httpserver
-
 from actors.runtime import bind_loop
 from config import Settings
 from storage import open_storage
@@ -16,7 +14,7 @@ from storage.errors import PyMongoError
 from web.app import make_app
 from web.context import AppContext
 from web.gc_tuning import tune_after_startup
-from web.rest.files import BODY_OVERHEAD_BYTES
+from web.http_server import GuardedHTTPServer, default_connection_cap
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -24,6 +22,8 @@ logger = logging.getLogger(__name__)
 INDEX_RETRY_SECS = 5.0
 # How long a shutdown waits for clients to answer its close frames.
 CLOSE_HANDSHAKE_SECS = 0.5
+# A JSON body a little over MAX_FRAME_BYTES is still read, so that it gets a readable 413.
+JSON_BODY_SLACK_BYTES = 64 * 1024
 
 
 class TokenRedactingFilter(logging.Filter):
@@ -63,7 +63,7 @@ class ChatServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.context: AppContext | None = None
-        self.http_server: tornado.httpserver.HTTPServer | None = None
+        self.http_server: GuardedHTTPServer | None = None
         self.port: int | None = None
         self._stopped = asyncio.Event()
 
@@ -77,8 +77,17 @@ class ChatServer:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
         app = make_app(self.context)
-        self.http_server = tornado.httpserver.HTTPServer(
-            app, xheaders=self.settings.trust_proxy_headers, max_body_size=self.settings.upload_max_bytes + BODY_OVERHEAD_BYTES
+        context = self.context
+        self.http_server = GuardedHTTPServer(
+            app,
+            xheaders=self.settings.trust_proxy_headers,
+            # Before a token is checked, a body is at most a JSON one; the upload route raises its
+            # own limit once it has checked the token.
+            max_body_size=self.settings.max_frame_bytes + JSON_BODY_SLACK_BYTES,
+            idle_connection_timeout=self.settings.http_idle_timeout_secs,
+            body_timeout=self.settings.http_body_timeout_secs,
+            max_open_connections=self.settings.max_open_connections or default_connection_cap(),
+            open_elsewhere=lambda: len(context.sockets),
         )
         if sockets is not None:
             self.http_server.add_sockets(sockets)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -35,7 +36,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str] | None = None, mongodb_uri: str | None = None, db_name: str | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        mongodb_uri: str | None = None,
+        db_name: str | None = None,
+        descriptor_limit: int | None = None,
+    ) -> None:
         self.port = free_port()
         self.env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB")}
         self.env.update(TEST_ENV)
@@ -45,7 +52,11 @@ class ServerProcess:
             self.env["MONGODB_URI"] = mongodb_uri
             self.env["MONGODB_DB"] = db_name or f"chat_test_{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.descriptor_limit = descriptor_limit  # RLIMIT_NOFILE, soft and hard, for the server alone
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"chat-server-{self.port}.log"
+
+    def _limit_descriptors(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.descriptor_limit, self.descriptor_limit))
 
     @property
     def jwt_secret(self) -> str:
@@ -62,7 +73,12 @@ class ServerProcess:
     def start(self, timeout_secs: float = 20.0) -> ServerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "web", "serve"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "web", "serve"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._limit_descriptors if self.descriptor_limit else None,
         )
         deadline = time.monotonic() + timeout_secs
         while time.monotonic() < deadline:
@@ -76,10 +92,10 @@ class ServerProcess:
         self.kill()
         raise RuntimeError(f"server did not start in {timeout_secs}s:\n{self.log()}")
 
-    def health(self) -> dict:
+    def health(self, timeout_secs: float = 30.0) -> dict:
         import json
 
-        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as response:
+        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=timeout_secs) as response:
             return json.loads(response.read())
 
     def stop(self, timeout_secs: float = 15.0) -> int:
