@@ -124,7 +124,8 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
     # --- sockets -------------------------------------------------------------------------
 
     def join(self, conn: Subscriber, since_seq: int | None, request_id: Any = None) -> LoopFuture:
-        """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or duplicate."""
+        """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or
+        duplicate. Answers how many it replayed (what the reader pays from its read budget)."""
         self._authorize(Action.READ, conn.principal)
         upto = self._last_seq
         joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
@@ -132,7 +133,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._cancel_idle()
         if since_seq is None or since_seq >= upto:
             conn.send(joined)
-            return self._answered(upto)
+            return self._answered(0)
         # Live events that arrive while the replay is read are held back, then flushed.
         self._catching_up[conn.conn_id] = []
         limit = self._settings.replay_limit
@@ -153,8 +154,9 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         def replay(result, error) -> int:
             held = self._catching_up.pop(conn.conn_id, None)
             if held is None or conn.conn_id not in self._subscribers:
-                return upto
+                return 0
             conn.send(joined)
+            replayed = 0
             if result is None:
                 conn.send(
                     protocol.event(
@@ -168,9 +170,10 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                 docs, reactions = result
                 for doc in docs:
                     conn.send(protocol.event("new_message", message=protocol.message_object(doc, reactions.get(doc["_id"]))))
+                replayed = len(docs)
             for data in held:
                 conn.send(data)
-            return upto
+            return replayed
 
         return self._io(read_replay(), replay, on_error=replay_failed)
 

@@ -284,12 +284,14 @@ class Ours(Server):
             "RATE_LIMIT_BURST": "1000000",
             "FLOOD_CLOSE_AFTER": "1000000",
             "MAX_CONNECTIONS_PER_USER": "100000",
+            "READ_ROWS_PER_SEC": "0",  # the history scenario pages as fast as it can
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": self.root,
         }
         if self.uri:
             env["MONGODB_URI"] = self.uri
             env["MONGODB_DB"] = self.db_name
+        env.update(getattr(self.opts, "server_env", None) or {})
         return self._argv(), env
 
     # -- REST set-up --------------------------------------------------------

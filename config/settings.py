@@ -35,6 +35,10 @@ class Settings:
     max_metadata_bytes: int = 4096
     rate_limit_per_sec: float = 10.0
     rate_limit_burst: int = 20
+    # Rows (messages, participants, ...) a user may be sent per second by REST reads and
+    # since_seq replays together; 0 turns the read budget off.
+    read_rows_per_sec: float = 2000.0
+    read_rows_burst: int = 5000
     flood_close_after: int = 50
     max_connections_per_user: int = 20
     outbound_buffer_bytes: int = 1024 * 1024

@@ -8,7 +8,7 @@ from actors.directory import Directory
 from config import Settings
 from storage import Storage
 from web.protocol import Protocol
-from web.ratelimit import RateLimiter
+from web.ratelimit import RateLimiter, ReadBudget
 
 
 @dataclasses.dataclass
@@ -18,6 +18,7 @@ class AppContext:
     directory: Directory
     protocol: Protocol
     limiter: RateLimiter
+    reads: ReadBudget
     sockets: set = dataclasses.field(default_factory=set)
     shutting_down: bool = False
     frames_in_flight: int = 0  # WebSocket frames being handled; a shutdown lets them finish
@@ -30,4 +31,5 @@ class AppContext:
             directory=Directory(storage, settings),
             protocol=Protocol(settings),
             limiter=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+            reads=ReadBudget(settings.read_rows_per_sec, settings.read_rows_burst),
         )

@@ -1,4 +1,10 @@
-"""Per-user token buckets, shared by a user's sockets and REST calls (loop thread only)."""
+"""Per-user token buckets, shared by a user's sockets and REST calls (loop thread only).
+
+Two budgets per user: writes (``RateLimiter``: each costs a token up front) and reads
+(``ReadBudget``: rows sent, REST pages and ``since_seq`` replays alike). A read's size is known
+only once it is answered, so it is admitted while the budget is not spent and pays afterwards,
+which may leave the budget in debt: the next read waits until it is paid off.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from web.errors import RateLimited
 
 # Buckets untouched this long are full again and can be forgotten.
 SWEEP_EVERY_SECS = 60.0
+# What any read costs besides its rows: a request that sends one row is not free to serve.
+READ_REQUEST_ROWS = 10
 
 
 class TokenBucket:
@@ -28,6 +36,11 @@ class TokenBucket:
             return 0.0
         return (cost - self.tokens) / self.rate if self.rate > 0 else float("inf")
 
+    def debit(self, now: float, cost: float) -> None:
+        """Take ``cost`` even past zero: a debt that later takes wait out."""
+        self.take(now, 0.0)
+        self.tokens = max(-self.capacity, self.tokens - cost)
+
 
 class RateLimiter:
     def __init__(self, rate_per_sec: float, burst: int, clock=time.monotonic) -> None:
@@ -40,17 +53,41 @@ class RateLimiter:
     def check(self, tenant_id: str, user_id: str, cost: float = 1.0) -> None:
         """Raise ``RateLimited`` with ``retry_after`` when the user is over the limit."""
         now = self._clock()
+        wait = self._bucket(tenant_id, user_id, now).take(now, cost)
+        if wait:
+            raise RateLimited(wait)
+
+    def _bucket(self, tenant_id: str, user_id: str, now: float) -> TokenBucket:
         if now - self._last_sweep > SWEEP_EVERY_SECS:
             self._sweep(now)
         key = (tenant_id, user_id)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, now)
-        wait = bucket.take(now, cost)
-        if wait:
-            raise RateLimited(wait)
+        return bucket
 
     def _sweep(self, now: float) -> None:
-        full_after = self.burst / self.rate if self.rate > 0 else float("inf")
+        full_after = 2 * self.burst / self.rate if self.rate > 0 else float("inf")  # from the deepest debt
         self._buckets = {k: b for k, b in self._buckets.items() if now - b.updated < full_after}
         self._last_sweep = now
+
+
+class ReadBudget(RateLimiter):
+    """Rows a user may be sent per second by REST reads and replays; ``rate`` 0 turns it off.
+
+    Every read also costs ``READ_REQUEST_ROWS``, the price of a lookup that sends little."""
+
+    def admit(self, tenant_id: str, user_id: str) -> None:
+        """``RateLimited`` while the user's budget is spent (or in debt)."""
+        if self.rate <= 0:
+            return
+        now = self._clock()
+        bucket = self._bucket(tenant_id, user_id, now)
+        bucket.take(now, 0.0)
+        if bucket.tokens <= 0:
+            raise RateLimited((READ_REQUEST_ROWS - bucket.tokens) / self.rate, "Reading too fast; wait and read again")
+
+    def charge(self, tenant_id: str, user_id: str, rows: int) -> None:
+        if self.rate > 0:
+            now = self._clock()
+            self._bucket(tenant_id, user_id, now).debit(now, READ_REQUEST_ROWS + rows)

@@ -233,7 +233,10 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
 
     @command("join_conversation", writes=False)
     async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
-        await self._call(conversation_id, "join", self, since_seq, request_id)
+        reads, tenant_id, user_id = self.ctx.reads, self.principal.tenant_id, self.principal.user_id
+        reads.admit(tenant_id, user_id)
+        replayed = await self._call(conversation_id, "join", self, since_seq, request_id)
+        reads.charge(tenant_id, user_id, replayed)
         if not self._registered:  # closed while the join was under way
             self.ctx.directory.tell(self.principal.tenant_id, conversation_id, "drop", self)
             return

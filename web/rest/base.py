@@ -37,6 +37,7 @@ QUERY_INT_MAX = 2**53
 
 class ApiHandler(Unbranded, tornado.web.RequestHandler):
     principal: Principal
+    rows_sent: int | None = None  # set for reads, which pay for them once answered
 
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
@@ -54,6 +55,14 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         self.principal = decode_token(token.strip() if scheme.lower() == "bearer" else None, self.ctx.settings)
         if self.request.method in WRITE_METHODS:
             self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+        elif self.request.method == "GET":
+            self.ctx.reads.admit(self.principal.tenant_id, self.principal.user_id)
+            self.rows_sent = 1  # what an answer that is not a page counts as
+
+    def on_finish(self) -> None:
+        """A read pays for what it sent, once it is known (``web.ratelimit.ReadBudget``)."""
+        if self.rows_sent is not None:
+            self.ctx.reads.charge(self.principal.tenant_id, self.principal.user_id, self.rows_sent)
 
     def options(self, *_args: str, **_path: str) -> None:
         """Any OPTIONS is a CORS preflight, 204 without auth; an origin not allowed gets no CORS headers."""
@@ -105,6 +114,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
 
     def respond_page(self, results: list, next_url: str | None = None, previous_url: str | None = None) -> None:
         """Every list answers the same shape: ``{results, next, previous}``."""
+        self.rows_sent = len(results)
         self.respond({"results": results, "next": next_url, "previous": previous_url})
 
     # --- output ---------------------------------------------------------------------------

@@ -285,6 +285,7 @@ class FileHandler(ApiHandler):
                 raise NotFound("File not found") from None
         elif doc["owner_id"] != self.principal.user_id and not self.principal.is_tenant_admin:
             raise NotFound("File not found")
+        self.rows_sent = doc["chunk_count"]
         chunks = self.ctx.storage.files.chunks_of(self.tenant_id, doc)
         try:
             first = await anext(chunks)  # a broken file is still an error answer, not a cut-off one

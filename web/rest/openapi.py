@@ -64,7 +64,7 @@ _ERROR_TEXT = {
     409: "The object is in a state that refuses the change (a deleted message)",
     413: "The body or file is larger than allowed; nothing stored",
     415: "The body's content type is not accepted",
-    429: "Over the rate limit; see `Retry-After` (seconds)",
+    429: "Over the rate limit (writes) or the read budget (reads); see `Retry-After` (seconds)",
 }
 
 
@@ -280,7 +280,7 @@ def build_spec(settings: Settings) -> dict:
     conversation_ops = {
         "get": {
             "summary": "The conversation, the caller's unread count and last message, and its participants",
-            "responses": {**ok(200, "The conversation", ref("Conversation")), **errors(401, 404)},
+            "responses": {**ok(200, "The conversation", ref("Conversation")), **errors(401, 404, 429)},
         },
         "put": {
             "summary": "Change title and/or description (owner or admin)",
@@ -327,7 +327,7 @@ def build_spec(settings: Settings) -> dict:
             "get": {
                 "summary": "The caller's conversations, most recently active first, each with unread_count and last_message",
                 "parameters": [limit_param(conversations.DEFAULT_PAGE, conversations.MAX_PAGE), OFFSET],
-                "responses": {**ok(200, "A page", ref("ConversationPage")), **errors(400, 401)},
+                "responses": {**ok(200, "A page", ref("ConversationPage")), **errors(400, 401, 429)},
             },
             "post": {
                 "summary": "Create a conversation; the caller is its owner",
@@ -347,7 +347,7 @@ def build_spec(settings: Settings) -> dict:
             "get": {
                 "summary": "Participants in the order they joined",
                 "parameters": [limit_param(participants.DEFAULT_PAGE, participants.MAX_PAGE), OFFSET],
-                "responses": {**ok(200, "A page", ref("ParticipantPage")), **errors(400, 401, 404)},
+                "responses": {**ok(200, "A page", ref("ParticipantPage")), **errors(400, 401, 404, 429)},
             },
             "post": {
                 "summary": "Add a participant to a group or channel (owner or admin); a system message is posted",
@@ -377,7 +377,7 @@ def build_spec(settings: Settings) -> dict:
                     query("before", {"type": "integer", "minimum": 1}, "Only messages with a smaller seq (newest of them)"),
                     query("after", {"type": "integer", "minimum": 0}, "Only messages with a larger seq (oldest of them)"),
                 ],
-                "responses": {**ok(200, "A page", ref("MessagePage")), **errors(400, 401, 404)},
+                "responses": {**ok(200, "A page", ref("MessagePage")), **errors(400, 401, 404, 429)},
             },
             "post": {
                 "summary": "Send a message; it is broadcast to the joined sockets as new_message",
@@ -393,7 +393,7 @@ def build_spec(settings: Settings) -> dict:
         },
         f"{api}/conversations/{{conversation_id}}/messages/{{message_id}}/": {
             "parameters": [CONVERSATION_ID, MESSAGE_ID],
-            "get": {"summary": "One message", "responses": {**ok(200, "The message", ref("Message")), **errors(401, 404)}},
+            "get": {"summary": "One message", "responses": {**ok(200, "The message", ref("Message")), **errors(401, 404, 429)}},
             "put": {
                 "summary": "Edit the content (the sender only); broadcast as message_updated",
                 **body("edit_message", "EditMessage"),
@@ -419,7 +419,7 @@ def build_spec(settings: Settings) -> dict:
             "parameters": [MESSAGE_ID],
             "get": {
                 "summary": "Every reaction to the message, oldest first",
-                "responses": {**ok(200, "All of them (next and previous are null)", ref("ReactionPage")), **errors(401, 404)},
+                "responses": {**ok(200, "All of them (next and previous are null)", ref("ReactionPage")), **errors(401, 404, 429)},
             },
             "post": {
                 "summary": "React; broadcast as reaction_added",
@@ -448,11 +448,11 @@ def build_spec(settings: Settings) -> dict:
                     limit_param(presence.DEFAULT_PAGE, presence.MAX_PAGE),
                     OFFSET,
                 ],
-                "responses": {**ok(200, "A page", ref("PresencePage")), **errors(400, 401)},
+                "responses": {**ok(200, "A page", ref("PresencePage")), **errors(400, 401, 429)},
             }
         },
         f"{api}/presence/me/": {
-            "get": {"summary": "The caller's presence", "responses": {**ok(200, "Presence", ref("Presence")), **errors(401)}},
+            "get": {"summary": "The caller's presence", "responses": {**ok(200, "Presence", ref("Presence")), **errors(401, 429)}},
             "put": {
                 "summary": "Set the caller's status; broadcast to the tenant as presence_update",
                 **body("update_presence", "UpdatePresence"),
@@ -479,7 +479,7 @@ def build_spec(settings: Settings) -> dict:
                         "description": "The file (Content-Disposition carries the filename)",
                         "content": {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}},
                     },
-                    **errors(401, 404),
+                    **errors(401, 404, 429),
                 },
             },
         },
