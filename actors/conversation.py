@@ -606,15 +606,6 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._last_doc_write = task = asyncio.ensure_future(write())
         return task
 
-    def snapshot(self) -> dict:
-        """Live figures for tests and diagnostics."""
-        return {
-            "subscribers": len(self._subscribers),
-            "typing": sorted(self._typing),
-            "last_seq": self._last_seq,
-            "members": dict(self._members),
-        }
-
     # --- plumbing --------------------------------------------------------------------------
 
     def _io(

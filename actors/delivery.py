@@ -15,9 +15,9 @@ from pymongo.errors import BulkWriteError
 from storage import Storage
 from storage.clock import utcnow
 from storage.errors import PyMongoError
+from storage.messages import FILE_MESSAGE_TYPES
 from web.errors import ChatError, InvalidMessage, NotFound, StorageUnavailable
 
-FILE_MESSAGE_TYPES = ("file", "image")
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,10 @@ logger = logging.getLogger(__name__)
 # retry once), well within the WebSocket keepalive (25 s + 20 s): a socket's frames are handled
 # one at a time, so a frame stuck longer would get its socket closed by the missed pongs.
 # Every query here is small and indexed; an index build at start-up that times out is retried.
-DEFAULT_TIMEOUT_MS = 5000
 SOCKET_TIMEOUT_FACTOR = 2
 
 
-def _make_client(uri: str | None, timeout_ms: int = DEFAULT_TIMEOUT_MS):
+def _make_client(uri: str | None, timeout_ms: int):
     if not uri:
         from mongomock_motor import AsyncMongoMockClient
 
@@ -77,7 +76,7 @@ class Storage:
                 result.close()
 
 
-def open_storage(uri: str | None, db_name: str, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> Storage:
+def open_storage(uri: str | None, db_name: str, timeout_ms: int) -> Storage:
     """Build the repositories over one client; indexes are made by ``ensure_indexes``.
 
     ``timeout_ms`` (``MONGODB_TIMEOUT_MS``) bounds server selection and connecting, and (times

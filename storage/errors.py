@@ -1,8 +1,5 @@
 """Storage failures the upper layers need to tell apart."""
 
-from pymongo.errors import ConnectionFailure, DuplicateKeyError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-# Raised when the database cannot be reached; callers answer "storage_unavailable".
-UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
-
-__all__ = ["DuplicateKeyError", "PyMongoError", "UNAVAILABLE_ERRORS"]
+__all__ = ["DuplicateKeyError", "PyMongoError"]

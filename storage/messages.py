@@ -9,6 +9,7 @@ from storage.keys import derived_id
 from storage.repository import Repository, index
 
 MESSAGE_TYPES = ("text", "emoji", "file", "image", "system")
+FILE_MESSAGE_TYPES = ("file", "image")  # they carry metadata.file_id, a stored upload
 
 
 class MessageRepository(Repository):

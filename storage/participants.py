@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pymongo import ReturnDocument
-
 from storage.clock import utcnow
 from storage.errors import DuplicateKeyError
 from storage.keys import derived_id
@@ -86,13 +84,6 @@ class ParticipantRepository(Repository):
     async def remove_all(self, tenant_id: str, conversation_id: str) -> None:
         await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
 
-    async def set_role(self, tenant_id: str, conversation_id: str, user_id: str, role: str) -> dict | None:
-        return await self.collection.find_one_and_update(
-            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id),
-            {"$set": {"role": role}},
-            return_document=ReturnDocument.AFTER,
-        )
-
     async def mark_read(
         self, tenant_id: str, conversation_id: str, user_id: str, seq: int, message_id: str | None
     ) -> dict | None:
@@ -105,9 +96,3 @@ class ParticipantRepository(Repository):
         )
         await self.collection.update_one(scope, {"$set": {"last_seen_at": now}})
         return await self.collection.find_one(scope)
-
-    async def touch_seen(self, tenant_id: str, conversation_id: str, user_id: str) -> None:
-        await self.collection.update_one(
-            self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id),
-            {"$set": {"last_seen_at": utcnow()}},
-        )

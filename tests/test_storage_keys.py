@@ -7,12 +7,13 @@ collection for each one on every insert, on the server's event loop.
 
 from __future__ import annotations
 
+from config import Settings
 from storage import open_storage
 from tests.support.client import unique
 
 
 async def opened(uri: str | None):
-    storage = open_storage(uri, f"chat_{unique('keys').replace('-', '_')}")
+    storage = open_storage(uri, f"chat_{unique('keys').replace('-', '_')}", Settings().mongodb_timeout_ms)
     await storage.ensure_indexes()
     return storage
 

@@ -17,7 +17,7 @@ from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from config import Settings
 from storage.clock import isoformat, utcnow
 from storage.conversations import CONVERSATION_TYPES
-from storage.messages import MESSAGE_TYPES
+from storage.messages import FILE_MESSAGE_TYPES, MESSAGE_TYPES
 from storage.participants import ROLES
 from storage.presence import PRESENCE_STATUSES
 from web.errors import ChatError, InvalidMessage
@@ -30,7 +30,6 @@ MAX_PARTICIPANTS_PER_REQUEST = 500
 METADATA_MAX_DEPTH = 32
 BSON_INT_RANGE = range(-(2**63), 2**63)
 CLIENT_MESSAGE_TYPES = tuple(t for t in MESSAGE_TYPES if t != "system")
-FILE_MESSAGE_TYPES = ("file", "image")
 
 # C0 controls and DEL, except tab, newline and carriage return.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -104,7 +103,6 @@ class Protocol:
     """The schemas with this deployment's limits, and the frame parser."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.max_metadata_bytes = settings.max_metadata_bytes
         content = fields.String(
             required=True,
