@@ -37,15 +37,20 @@ QUERY_INT_MAX = 2**53
 
 class ApiHandler(Unbranded, tornado.web.RequestHandler):
     principal: Principal
+    ctx: AppContext | None = None
     rows_sent: int | None = None  # set for reads, which pay for them once answered
 
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
+        self._tell_browsers_who_may_read()  # the first set_default_headers ran before there was a context
 
     def set_default_headers(self) -> None:
+        """Also what every error answer starts from (``clear()``), so errors carry CORS headers too."""
         super().set_default_headers()
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        if self.ctx is not None:
+            self._tell_browsers_who_may_read()
 
     def prepare(self) -> None:
         if self.request.method == "OPTIONS":
@@ -131,12 +136,10 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
     def cors_headers(self) -> dict[str, str]:
         return cors.response_headers(self.request.headers.get("Origin"), self.request.host, self.ctx.settings.allowed_origins)
 
-    def finish(self, chunk: Any = None):
-        """Every answer, errors too (they clear the headers first), tells the browser who may read it."""
+    def _tell_browsers_who_may_read(self) -> None:
         self.set_header("Vary", "Origin")
         for name, value in self.cors_headers().items():
             self.set_header(name, value)
-        return super().finish(chunk)
 
     def _handle_request_exception(self, error: BaseException) -> None:
         if isinstance(error, PyMongoError):  # a read straight from storage during an outage
@@ -151,8 +154,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         """The one error shape; also for answers given outside a handler method (while streaming)."""
         if error.status >= 500:
             logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
-        self.clear()
-        self.set_default_headers()
+        self.clear()  # back to the default headers, CORS included
         self.set_status(error.status)
         if isinstance(error, RateLimited):
             self.set_header("Retry-After", str(max(1, round(error.retry_after_secs + 0.5))))
@@ -167,7 +169,6 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         else:
             error = ChatError(self._reason if status_code < 500 else None)
             error.code = "bad_request" if status_code < 500 else "internal_error"
-        self.set_default_headers()
         self.finish(orjson.dumps({"error": error.as_dict()}))
 
 
