@@ -20,6 +20,8 @@ from storage.clock import as_utc
 
 WINDOW_SECS = 24 * 3600
 WINDOW_MINUTES = WINDOW_SECS // 60
+# How often tallies with nothing left in the window are forgotten, so memory follows recent uploaders.
+DROP_IDLE_EVERY_SECS = 3600
 
 
 def minute_of(moment: datetime.datetime) -> int:
@@ -125,6 +127,7 @@ class UploadUsage:
         self._tenants: dict[str, TenantUsage] = {}
         # Tenants being read, with the ids of their files deleted meanwhile (the read may include them).
         self._loading: dict[str, tuple[asyncio.Future, set[str]]] = {}
+        self._dropped_idle_at = time.monotonic()
 
     async def check(self, tenant_id: str, owner_id: str, size: int, quotas: Quotas) -> None:
         """``QuotaExceeded`` if ``size`` more bytes would not fit now; reserves nothing."""
@@ -136,6 +139,8 @@ class UploadUsage:
         hold happen with no await between them."""
         if quotas.unlimited:
             return Reservation(None, owner_id, size)
+        if time.monotonic() - self._dropped_idle_at > DROP_IDLE_EVERY_SECS:
+            self._drop_idle()
         usage = await self._tenant(tenant_id)
         self._refuse_past_quota(usage, owner_id, size, quotas)
         usage.reserve(owner_id, size)
@@ -150,8 +155,9 @@ class UploadUsage:
             elif (usage := self._tenants.get(doc["tenant_id"])) is not None:
                 usage.remove(doc["owner_id"], minute_of(doc["created_at"]), doc["size"])
 
-    def drop_idle(self) -> None:
+    def _drop_idle(self) -> None:
         """Forget tenants with nothing in the window (read again from storage on their next upload)."""
+        self._dropped_idle_at = time.monotonic()
         now_minute = int(time.time()) // 60
         for tenant_id in [t for t, usage in self._tenants.items() if usage.drop_idle_users(now_minute)]:
             del self._tenants[tenant_id]

@@ -36,4 +36,3 @@ async def sweep_unattached_files(storage: Storage, ttl_secs: float) -> None:
             continue
         if deleted:
             logger.info("deleted %d files never attached to a message", deleted)
-        storage.files.usage.drop_idle()
