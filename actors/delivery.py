@@ -47,6 +47,7 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
     try:
         known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
         files = await _referenced_files(storage, tenant_id, batch)
+        files = await _attach_files(storage, tenant_id, conversation_id, batch, known_replies, files)
     except PyMongoError as error:
         logger.warning("storage unavailable before insert in %s: %s", conversation_id, error)
         outcome.failed = [(pending, StorageUnavailable()) for pending in batch]
@@ -135,6 +136,24 @@ async def _known_reply_targets(storage, tenant_id, conversation_id, batch) -> se
 async def _referenced_files(storage, tenant_id, batch) -> dict[str, dict]:
     ids = {pending.doc["metadata"].get("file_id") for pending in batch if pending.doc["message_type"] in FILE_MESSAGE_TYPES}
     return await storage.files.of_ids(tenant_id, [i for i in ids if isinstance(i, str)])
+
+
+async def _attach_files(storage, tenant_id, conversation_id, batch, known_replies, files) -> dict[str, dict]:
+    """Mark the files that messages of this batch will carry as attached, before the messages are
+    stored, so the sweep of unattached files cannot delete one in between. A file it deleted just
+    before drops out of ``files``: its message is then refused as for a missing file."""
+    wanted = {
+        pending.doc["metadata"]["file_id"]
+        for pending in batch
+        if (pending.doc["reply_to"] is None or pending.doc["reply_to"] in known_replies)
+        and pending.doc["message_type"] in FILE_MESSAGE_TYPES
+        and _file_refusal(pending.doc, conversation_id, files) is None
+        and files[pending.doc["metadata"]["file_id"]].get("attached") is False
+    }
+    if not wanted:
+        return files
+    kept = await storage.files.mark_attached(tenant_id, list(wanted))
+    return {file_id: file for file_id, file in files.items() if file_id in kept or file_id not in wanted}
 
 
 def _file_refusal(doc: dict, conversation_id: str, files: dict[str, dict]) -> ChatError | None:

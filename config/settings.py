@@ -49,6 +49,12 @@ class Settings:
     activity_write_secs: float = 2.0
     replay_limit: int = 1000
     upload_max_bytes: int = 10 * 1024 * 1024
+    # Bytes one user, and one tenant, may upload in any 24 hours (files since deleted no longer
+    # count); 0: no limit. See storage.upload_usage.
+    upload_quota_bytes: int = 100 * 1024 * 1024
+    tenant_upload_quota_bytes: int = 1024 * 1024 * 1024
+    # A file that no stored message carries is deleted this long after its upload; 0: never.
+    unattached_file_ttl_secs: float = 24 * 3600.0
     # Client connections (HTTP and WebSocket) open at once; 0: the descriptor limit less a reserve.
     max_open_connections: int = 0
     # How long a connection may wait to send a request's headers (keep-alive included), and to

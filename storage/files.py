@@ -1,20 +1,27 @@
 """Uploaded files, kept in MongoDB in chunks so they survive a PaaS's ephemeral disk.
 
-Both the file record and every chunk carry ``tenant_id``, and every query is scoped by it.
+Both the file record and every chunk carry ``tenant_id``, and every query is scoped by it, but
+one: the sweep of unattached files looks across tenants, then deletes tenant by tenant.
+A file is ``attached`` once a stored message carries it; until then it expires (``delete_unattached``).
+Records written before that flag existed have none and never expire.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import AsyncIterator
 
 from storage.clock import new_id, utcnow
 from storage.keys import derived_id
 from storage.repository import Repository, index
+from storage.upload_usage import Quotas, UploadUsage
 
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 255 * 1024
+# Unattached files deleted per query; a sweep repeats until fewer are left.
+SWEEP_BATCH = 500
 
 
 class FileIntegrityError(RuntimeError):
@@ -23,11 +30,16 @@ class FileIntegrityError(RuntimeError):
 
 class FileRepository(Repository):
     collection_name = "files"
-    indexes = (index("tenant_id", "_id"),)
+    indexes = (
+        index("tenant_id", "_id"),
+        index("tenant_id", "created_at", name="tenant_uploads"),  # a tenant's usage, read once per process
+        index("attached", "created_at", name="unattached"),  # the sweep
+    )
 
     def __init__(self, db) -> None:
         super().__init__(db)
         self.chunks = db["file_chunks"]
+        self.usage = UploadUsage(self.uploads_since)
 
     async def ensure_indexes(self) -> None:
         await super().ensure_indexes()
@@ -43,11 +55,23 @@ class FileRepository(Repository):
         content_type: str,
         data: bytes,
         conversation_id: str | None,
+        quotas: Quotas,
     ) -> dict:
         """Store the chunks first and the file record last, so a half-written file is never listed.
 
-        If storing fails part way, the chunks already written are removed (best effort).
+        ``QuotaExceeded`` before anything is written if the bytes do not fit the quotas. If storing
+        fails part way, the chunks already written are removed (best effort).
         """
+        reservation = await self.usage.reserve(tenant_id, owner_id, len(data), quotas)
+        try:
+            doc = await self._store(tenant_id, owner_id, filename, content_type, data, conversation_id)
+        except BaseException:
+            reservation.release()
+            raise
+        reservation.commit(doc["created_at"])
+        return doc
+
+    async def _store(self, tenant_id: str, owner_id: str, filename: str, content_type: str, data: bytes, conversation_id: str | None) -> dict:
         file_id = new_id()
         chunks = [
             {"_id": derived_id(file_id, n), "tenant_id": tenant_id, "file_id": file_id, "n": n, "data": data[offset : offset + CHUNK_BYTES]}
@@ -63,6 +87,7 @@ class FileRepository(Repository):
             "size": len(data),
             "chunk_count": len(chunks),
             "created_at": utcnow(),
+            "attached": False,
         }
         try:
             if chunks:
@@ -85,12 +110,44 @@ class FileRepository(Repository):
             return {}
         return {doc["_id"]: doc for doc in await self._find(self.scoped(tenant_id, _id={"$in": file_ids}))}
 
+    async def uploads_since(self, tenant_id: str, since: datetime.datetime) -> list[dict]:
+        projection = {"owner_id": 1, "size": 1, "created_at": 1}
+        return await self.collection.find(self.scoped(tenant_id, created_at={"$gte": since}), projection).to_list(None)
+
+    async def mark_attached(self, tenant_id: str, file_ids: list[str]) -> set[str]:
+        """Keep these files from expiring, before a message carrying them is stored; the ids of
+        those that still exist (the sweep may have deleted one just before)."""
+        result = await self.collection.update_many(self.scoped(tenant_id, _id={"$in": file_ids}), {"$set": {"attached": True}})
+        if result.matched_count == len(file_ids):
+            return set(file_ids)
+        return set(await self.of_ids(tenant_id, file_ids))
+
+    async def delete_unattached(self, uploaded_before: datetime.datetime) -> int:
+        """Delete the files no message carries that were uploaded before then, with their chunks;
+        how many. A file attached meanwhile is kept: each delete still requires ``attached: false``."""
+        deleted = 0
+        while True:
+            expired = await self._find({"attached": False, "created_at": {"$lt": uploaded_before}}, limit=SWEEP_BATCH)
+            by_tenant: dict[str, list[dict]] = {}
+            for doc in expired:
+                by_tenant.setdefault(doc["tenant_id"], []).append(doc)
+            for tenant_id, docs in by_tenant.items():
+                deleted += len(await self._delete(tenant_id, docs, attached=False))
+            if len(expired) < SWEEP_BATCH:
+                return deleted
+
     async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
         """A deleted conversation's files: nobody could download them any more."""
-        ids = [doc["_id"] for doc in await self._find(self.scoped(tenant_id, conversation_id=conversation_id))]
-        if ids:
-            await self.collection.delete_many(self.scoped(tenant_id, _id={"$in": ids}))
-            await self.chunks.delete_many(self.scoped(tenant_id, file_id={"$in": ids}))
+        await self._delete(tenant_id, await self._find(self.scoped(tenant_id, conversation_id=conversation_id)))
+
+    async def _delete(self, tenant_id: str, docs: list[dict], **condition) -> list[dict]:
+        """Delete these records that still meet ``condition``, then their chunks; the ones this call
+        deleted. One at a time, so that a file deleted meanwhile by someone else is not counted twice."""
+        docs = [doc for doc in docs if (await self.collection.delete_one(self.scoped(tenant_id, _id=doc["_id"], **condition))).deleted_count]
+        self.usage.forget(docs)
+        if docs:
+            await self.chunks.delete_many(self.scoped(tenant_id, file_id={"$in": [doc["_id"] for doc in docs]}))
+        return docs
 
     async def chunks_of(self, tenant_id: str, file_doc: dict) -> AsyncIterator[bytes]:
         """The file's bytes a chunk at a time, fetched one by one, so a slow download holds one

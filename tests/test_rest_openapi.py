@@ -120,9 +120,10 @@ def test_component_schemas_are_valid_json_schema():
 
 
 def test_limits_follow_the_settings():
-    spec = build_spec(load_settings({"MAX_CONTENT_CHARS": "123", "UPLOAD_MAX_BYTES": "2048"}))
+    spec = build_spec(load_settings({"MAX_CONTENT_CHARS": "123", "UPLOAD_MAX_BYTES": "2048", "UPLOAD_QUOTA_BYTES": "4096", "TENANT_UPLOAD_QUOTA_BYTES": "0"}))
     assert spec["components"]["schemas"]["CreateMessage"]["properties"]["content"]["maxLength"] == 123
-    assert "`2048`" in spec["paths"]["/api/notifications/chat/upload/"]["post"]["description"]
+    upload_rules = spec["paths"]["/api/notifications/chat/upload/"]["post"]["description"]
+    assert "`2048`" in upload_rules and "`4096` bytes per user and `0` per tenant" in upload_rules
 
 
 async def test_served_without_auth_and_equal_to_the_built_one(server):

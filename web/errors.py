@@ -13,6 +13,7 @@ class ChatError(Exception):
     code = "internal_error"
     status = 500
     default_message = "Internal error"
+    retry_after_secs: float | None = None  # sent as Retry-After over REST
 
     def __init__(self, message: str | None = None, details: Any = None, **extra: Any) -> None:
         super().__init__(message or self.default_message)
@@ -61,6 +62,16 @@ class RateLimited(ChatError):
 
     def __init__(self, retry_after_secs: float, message: str | None = None) -> None:
         super().__init__(message, {"retry_after": round(retry_after_secs, 3)})
+        self.retry_after_secs = retry_after_secs
+
+
+class UploadQuotaExceeded(ChatError):
+    """Refused before anything is stored; ``details`` say which quota, how full, and when it has room."""
+
+    code, status, default_message = "upload_quota_exceeded", 429, "Upload quota exceeded"
+
+    def __init__(self, message: str, details: dict, retry_after_secs: float) -> None:
+        super().__init__(message, details)
         self.retry_after_secs = retry_after_secs
 
 

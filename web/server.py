@@ -13,6 +13,7 @@ from storage import open_storage
 from storage.errors import PyMongoError
 from web.app import make_app
 from web.context import AppContext
+from web.file_sweep import sweep_unattached_files
 from web.gc_tuning import tune_after_startup
 from web.http_server import GuardedHTTPServer, default_connection_cap
 from web.websocket import CLOSE_GOING_AWAY
@@ -66,6 +67,7 @@ class ChatServer:
         self.http_server: GuardedHTTPServer | None = None
         self.port: int | None = None
         self._stopped = asyncio.Event()
+        self._sweep_task: asyncio.Task | None = None
 
     async def start(self, sockets=None) -> None:
         bind_loop()
@@ -76,6 +78,8 @@ class ChatServer:
         except PyMongoError as error:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
+        if self.settings.unattached_file_ttl_secs:
+            self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
         app = make_app(self.context)
         context = self.context
         self.http_server = GuardedHTTPServer(
@@ -104,6 +108,8 @@ class ChatServer:
         context = self.context
         context.shutting_down = True
         self.http_server.stop()
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_secs
         try:

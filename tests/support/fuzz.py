@@ -36,6 +36,7 @@ KNOWN_ERROR_CODES = frozenset(
         "payload_too_large",
         "unsupported_media_type",
         "rate_limited",
+        "upload_quota_exceeded",
         "too_many_connections",
         "bad_request",
     }

@@ -21,7 +21,6 @@ from web.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    RateLimited,
     StorageUnavailable,
     UnsupportedMediaType,
 )
@@ -156,7 +155,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
             logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
         self.clear()  # back to the default headers, CORS included
         self.set_status(error.status)
-        if isinstance(error, RateLimited):
+        if error.retry_after_secs is not None:
             self.set_header("Retry-After", str(max(1, round(error.retry_after_secs + 0.5))))
         # Field errors of list items are keyed by index: integers, which JSON spells as strings.
         self.finish(orjson.dumps({"error": error.as_dict()}, option=orjson.OPT_NON_STR_KEYS))

@@ -10,6 +10,10 @@ Rules (also in openapi.json and docs/rest-api.md):
   send the whole body before reading (``urllib``, ``requests``) get the answer and keep the
   connection. A body declared larger still is refused as soon as the headers arrive, and
   a chunked one as soon as it passes that bound; the connection then closes unread.
+* Upload quotas (``storage.upload_usage``): past one, 429 ``upload_quota_exceeded`` with
+  ``Retry-After``, nothing stored; a file larger than a whole quota, 413. A declared length
+  that alone (less the framing allowance) does not fit is refused before the body is kept, and
+  answered once it is read, as past the size limit; the exact check reserves the file's bytes.
 * The type is decided by the bytes (``filetype``; UTF-8 text without binary control
   characters is text). It must be in ``ALLOWED_TYPES``; a declared part type other than
   ``application/octet-stream`` must agree with the bytes. Otherwise 415.
@@ -33,9 +37,10 @@ from tornado.iostream import StreamClosedError
 
 from actors.policy import Action
 from web import protocol
-from web.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType
+from web.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType, UploadQuotaExceeded
 from web.rest.base import API_PREFIX, ApiHandler, authorize_conversation
 from storage.files import FileIntegrityError
+from storage.upload_usage import QuotaExceeded, Quotas
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +166,24 @@ def clean_filename(name: str, content_type: str) -> str:
     return name[-FILENAME_MAX_CHARS:]
 
 
+def quota_error(refused: QuotaExceeded) -> ChatError:
+    """429 while waiting makes room; 413 for a file larger than the whole quota."""
+    whose = "your" if refused.scope == "user" else "your organisation's"
+    if refused.retry_after_secs is None:
+        return PayloadTooLarge(
+            f"A file may have at most {refused.quota_bytes} bytes, {whose} upload quota for 24 hours",
+            {"file": [f"Larger than {refused.quota_bytes} bytes."], "max_bytes": refused.quota_bytes},
+        )
+    details = {
+        "quota": refused.scope,
+        "quota_bytes": refused.quota_bytes,
+        "used_bytes": refused.used_bytes,
+        "retry_after": round(refused.retry_after_secs, 3),
+    }
+    message = f"Over {whose} upload quota: {refused.used_bytes} of {refused.quota_bytes} bytes used in the last 24 hours"
+    return UploadQuotaExceeded(message, details, refused.retry_after_secs)
+
+
 def file_url(file_id: str) -> str:
     return f"{API_PREFIX}/files/{file_id}/"
 
@@ -173,7 +196,7 @@ class UploadHandler(ApiHandler):
         super().initialize(context)
         self._parts: list[bytes] = []
         self._received = 0
-        self._overflow = False
+        self._refusal: ChatError | None = None  # decided before the body ended: keep none of it
 
     @property
     def _max_body_bytes(self) -> int:
@@ -183,7 +206,11 @@ class UploadHandler(ApiHandler):
     def _discard_bound(self) -> int:
         return self._max_body_bytes + DISCARD_ALLOWANCE_BYTES
 
-    def prepare(self) -> None:
+    @property
+    def _quotas(self) -> Quotas:
+        return Quotas(self.ctx.settings.upload_quota_bytes, self.ctx.settings.tenant_upload_quota_bytes)
+
+    async def prepare(self) -> None:
         """Auth, rate limit, then what the headers can tell; only then may the body be this large."""
         super().prepare()
         if self.request.method != "POST":
@@ -197,7 +224,13 @@ class UploadHandler(ApiHandler):
         declared = int(length) if length.strip().isdigit() else 0  # Tornado answers 400 to a malformed one
         if declared > self._discard_bound:
             raise self._too_large()
-        self._overflow = declared > self._max_body_bytes
+        if declared > self._max_body_bytes:
+            self._refusal = self._too_large()
+        elif declared > BODY_OVERHEAD_BYTES:
+            try:
+                await self.ctx.storage.files.usage.check(self.tenant_id, self.principal.user_id, declared - BODY_OVERHEAD_BYTES, self._quotas)
+            except QuotaExceeded as refused:
+                self._refusal = quota_error(refused)
         self.request.connection.set_max_body_size(self._discard_bound)
 
     def data_received(self, chunk: bytes) -> None:
@@ -208,8 +241,9 @@ class UploadHandler(ApiHandler):
         if self._received > self._discard_bound:
             self.respond_error(self._too_large())
             return
-        self._overflow = self._overflow or self._received > self._max_body_bytes
-        if self._overflow:
+        if self._refusal is None and self._received > self._max_body_bytes:
+            self._refusal = self._too_large()
+        if self._refusal is not None:
             self._parts.clear()
         else:
             self._parts.append(chunk)
@@ -219,8 +253,8 @@ class UploadHandler(ApiHandler):
         return PayloadTooLarge(f"A file may have at most {limit} bytes", {"file": [f"Larger than {limit} bytes."], "max_bytes": limit})
 
     async def post(self) -> None:
-        if self._overflow:
-            raise self._too_large()
+        if self._refusal is not None:
+            raise self._refusal
         body, self._parts = b"".join(self._parts), []
         fields: dict[str, list[bytes]] = {}
         files: dict[str, list[tornado.httputil.HTTPFile]] = {}
@@ -239,14 +273,18 @@ class UploadHandler(ApiHandler):
         if conversation_id is not None:
             await authorize_conversation(self.ctx, self.principal, conversation_id, Action.POST)
         content_type = checked_content_type(part.body, part.content_type)
-        doc = await self.ctx.storage.files.save(
-            self.tenant_id,
-            owner_id=self.principal.user_id,
-            filename=clean_filename(part.filename, content_type),
-            content_type=content_type,
-            data=part.body,
-            conversation_id=conversation_id,
-        )
+        try:
+            doc = await self.ctx.storage.files.save(
+                self.tenant_id,
+                owner_id=self.principal.user_id,
+                filename=clean_filename(part.filename, content_type),
+                content_type=content_type,
+                data=part.body,
+                conversation_id=conversation_id,
+                quotas=self._quotas,
+            )
+        except QuotaExceeded as refused:
+            raise quota_error(refused) from None
         self.respond(protocol.file_object(doc, file_url(doc["_id"])), 201)
 
     def _form_fields(self, fields: dict[str, list[bytes]], files: dict[str, list]) -> dict:

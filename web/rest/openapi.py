@@ -64,7 +64,8 @@ _ERROR_TEXT = {
     409: "The object is in a state that refuses the change (a deleted message)",
     413: "The body or file is larger than allowed; nothing stored",
     415: "The body's content type is not accepted",
-    429: "Over the rate limit (writes) or the read budget (reads); see `Retry-After` (seconds)",
+    429: "Over the rate limit (writes, `rate_limited`), the read budget (reads, `rate_limited`), or for upload/ "
+    "an upload quota (`upload_quota_exceeded`); see `Retry-After` (seconds)",
 }
 
 
@@ -116,7 +117,12 @@ UPLOAD_RULES = """\
 At most `{max_bytes}` bytes of file (413, and nothing stored). A body past the limit plus
 64 KiB of framing is read and dropped before the 413, on a connection that stays open, up
 to 16 MiB more; a body declared larger still is refused before it is read, a chunked one
-once it passes that bound, and the connection closes. The content type is
+once it passes that bound, and the connection closes.
+Upload quotas: at most `{user_quota}` bytes per user and `{tenant_quota}` per tenant in any 24
+hours (0: no limit), counting the files still stored. Past one: 429 `upload_quota_exceeded`,
+nothing stored, with `Retry-After` and `details` `{{quota: "user"|"tenant", quota_bytes,
+used_bytes, retry_after}}`; a file larger than a whole quota is 413. A file that no stored
+message carries is deleted `{ttl}` seconds after its upload (0: never). The content type is
 decided by the bytes, not the header: it must be one of {allowed}. A declared part type
 other than `application/octet-stream` must agree with the bytes. Otherwise 415.
 Download access: the participants of `conversation_id`; without one, the uploader and
@@ -463,7 +469,11 @@ def build_spec(settings: Settings) -> dict:
             "post": {
                 "summary": "Upload a file (stored in MongoDB)",
                 "description": UPLOAD_RULES.format(
-                    max_bytes=settings.upload_max_bytes, allowed=", ".join(f"`{t}`" for t in files.ALLOWED_TYPES)
+                    max_bytes=settings.upload_max_bytes,
+                    user_quota=settings.upload_quota_bytes,
+                    tenant_quota=settings.tenant_upload_quota_bytes,
+                    ttl=f"{settings.unattached_file_ttl_secs:g}",
+                    allowed=", ".join(f"`{t}`" for t in files.ALLOWED_TYPES),
                 ),
                 "x-body-schema": "upload",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": ref("Upload")}}},
