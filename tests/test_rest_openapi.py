@@ -1,5 +1,5 @@
 """openapi.json stays true: every route and method of web/app.py is described and nothing else is;
-request bodies list the same fields as their schemas in web/protocol.py; the schemas are valid.
+sample request bodies get the same verdict from it as from the server; the schemas are valid.
 (Every answer in the tests/test_rest_*.py suites is also validated against it: tests/support/rest.py.)
 """
 
@@ -8,16 +8,17 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from typing import Any
 
 import jsonschema
 import tornado.web
 import tornado.websocket
-from marshmallow import validate
 
 from config import load_settings
-from tests.support.rest import spec_of
+from tests.support.client import unique
+from tests.support.rest import API, SPEC_URI, assert_error, rest_users, spec_of, spec_validator, upload  # noqa: F401  (fixture)
 from web.app import routes
-from web.protocol import Protocol
+from web.protocol import DESCRIPTION_MAX_CHARS, EMOJI_MAX_CHARS, ID_MAX_CHARS, MAX_PARTICIPANTS_PER_REQUEST, TITLE_MAX_CHARS, Protocol
 from web.rest.base import ApiHandler
 from web.rest.openapi import build_spec
 
@@ -72,44 +73,99 @@ def test_path_parameters_match_the_routes_and_the_handlers():
             assert list(inspect.signature(function).parameters)[1:] == names, (handler, method)
 
 
-def max_lengths(schema) -> set[int]:
-    """Every ``maxLength`` and ``maxItems`` in a (possibly nested) schema."""
-    found = set()
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            found |= {value} if key in ("maxLength", "maxItems") else max_lengths(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            found |= max_lengths(value)
-    return found
+def samples(settings, bob: str, message_id: str) -> dict[str, tuple[list[dict], list[dict]]]:
+    """For each request body: bodies the server accepts, then bodies it refuses (400) for their shape alone."""
+    long_content = "x" * (settings.max_content_chars + 1)
+    return {
+        "create_conversation": (
+            [
+                {"type": "group"},
+                {"type": "channel", "title": None, "description": "tab\t and\nlines"},
+                {"type": "group", "participant_ids": [bob]},
+            ],
+            [
+                {},
+                {"type": "room"},
+                {"type": "group", "title": "x" * (TITLE_MAX_CHARS + 1)},
+                {"type": "group", "title": "bell\x07"},
+                {"type": "group", "participant_ids": ["not safe"]},
+                {"type": "group", "participant_ids": [bob] * (MAX_PARTICIPANTS_PER_REQUEST + 1)},
+                {"type": "group", "colour": "red"},
+            ],
+        ),
+        "update_conversation": (
+            [{"title": "renamed"}, {"description": None}],
+            [{}, {"title": 7}, {"description": "x" * (DESCRIPTION_MAX_CHARS + 1)}, {"title": "\x00"}, {"topic": "x"}],
+        ),
+        "add_participant": (
+            [{"user_id": unique("carol")}, {"user_id": unique("dave"), "role": "admin"}],
+            [{}, {"user_id": "carol smith"}, {"user_id": "c" * (ID_MAX_CHARS + 1)}, {"user_id": "c", "role": "owner"}, {"user_id": None}],
+        ),
+        "create_message": (
+            [{"content": "hello"}, {"content": "👍", "message_type": "emoji", "client_msg_id": unique("c"), "metadata": {"k": [1]}}],
+            [
+                {},
+                {"content": long_content},
+                {"content": "nul\x00"},
+                {"content": "hi", "message_type": "system"},
+                {"content": "hi", "client_msg_id": ""},
+                {"content": "hi", "metadata": []},
+                {"content": 5},
+            ],
+        ),
+        "edit_message": ([{"content": "edited"}], [{}, {"content": None}, {"content": "del\x7f"}, {"content": "x", "metadata": {}}]),
+        "add_reaction": (
+            [{"emoji": "👍"}, {"emoji": "🎉"}],
+            [{}, {"emoji": ""}, {"emoji": "a b"}, {"emoji": "x" * (EMOJI_MAX_CHARS + 1)}, {"emoji": "\x01"}],
+        ),
+        "update_presence": ([{"status": "away"}], [{}, {"status": "asleep"}, {"status": "away", "until": 5}]),
+        "mark_read": ([{}, {"message_id": None}, {"message_id": message_id}], [{"message_id": ""}, {"message_id": 5}, {"seq": 1}]),
+        # The form fields of an upload, besides its file.
+        "upload": ([{}], [{"conversation_id": ""}, {"conversation_id": "ctrl\x01"}, {"title": "x"}]),
+    }
 
 
-def _field_properties(schema) -> tuple[set[str], set[str]]:
-    return set(schema.fields), {name for name, field in schema.fields.items() if field.required}
-
-
-def test_request_bodies_match_the_protocol_schemas():
-    settings = load_settings({})
-    spec, protocol = build_spec(settings), Protocol(settings)
-    used = set()
+def described_bodies(spec: dict) -> dict[str, tuple[str, str, str, dict]]:
+    """``{body schema name: (path template, method, media type, schema)}`` of the operations taking a body."""
+    described = {}
     for path, item in spec["paths"].items():
         for method, operation in item.items():
-            if method not in METHODS or "requestBody" not in operation:
-                continue
-            name = operation["x-body-schema"]
-            used.add(name)
-            [(media, content)] = operation["requestBody"]["content"].items()
-            component = spec["components"]["schemas"][content["schema"]["$ref"].rsplit("/", 1)[-1]]
-            names, required = _field_properties(protocol.rest_bodies[name])
-            if name == "upload":
-                names, required = names | {"file"}, required | {"file"}
-            assert set(component["properties"]) == names, (path, method, name)
-            assert set(component["required"]) == required, (path, method, name)
-            assert component.get("additionalProperties") is False, "unknown fields are refused"
-            for field_name, field in protocol.rest_bodies[name].fields.items():
-                limits = {v.max for v in field.validators if isinstance(v, validate.Length) and v.max is not None}
-                assert limits <= max_lengths(component["properties"][field_name]), (name, field_name)
-    assert used == set(protocol.rest_bodies), f"REST body schemas never described: {set(protocol.rest_bodies) - used}"
+            if method in METHODS and "requestBody" in operation:
+                [(media, content)] = operation["requestBody"]["content"].items()
+                described[operation["x-body-schema"]] = (path, method, media, content["schema"])
+    return described
+
+
+def server_accepts(answer: tuple[int, Any]) -> bool:
+    if answer[0] in (200, 201):
+        return True
+    assert_error(answer, 400, "invalid_message")
+    return False
+
+
+async def test_sample_bodies_get_the_same_verdict_from_the_description_and_the_server(server, rest_users):
+    """The request bodies are generated from the schemas the server loads them with; this checks the
+    result both ways on real requests: what the description refuses the server refuses, and the reverse."""
+    settings = load_settings(server.env)
+    alice, bob = rest_users("alice", "bob")
+    conversation = await alice.create_conversation("group", [bob])
+    status, message = await alice.api.post(f"conversations/{conversation}/messages/", {"content": "first"})
+    assert status == 201, message
+    spec, cases = spec_of(server), samples(settings, bob.user_id, message["id"])
+    described = described_bodies(spec)
+    assert set(described) == set(Protocol(settings).rest_bodies) == set(cases)
+    for name, (accepted, refused) in cases.items():
+        template, method, media, schema = described[name]
+        path = template.format(conversation_id=conversation, message_id=message["id"]).removeprefix(API + "/")
+        validator = spec_validator(spec, {"$ref": SPEC_URI + schema["$ref"]})
+        for sample, expected in [(s, True) for s in accepted] + [(s, False) for s in refused]:
+            if media == "multipart/form-data":
+                assert validator.is_valid({"file": "%PDF-1.4", **sample}) is expected, (name, sample)
+                answer = await upload(alice, b"%PDF-1.4\n", filename="a.pdf", fields=sample)
+            else:
+                assert validator.is_valid(sample) is expected, (name, sample)
+                answer = await alice.api.call(method.upper(), path, sample)
+            assert server_accepts(answer) is expected, (name, sample, answer)
 
 
 def test_component_schemas_are_valid_json_schema():

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, SAFE_ID_PATTERN, is_safe_id
 from config import Settings
 from storage.clock import isoformat, utcnow
 from storage.conversations import CONVERSATION_TYPES
@@ -32,7 +32,8 @@ BSON_INT_RANGE = range(-(2**63), 2**63)
 CLIENT_MESSAGE_TYPES = tuple(t for t in MESSAGE_TYPES if t != "system")
 
 # C0 controls and DEL, except tab, newline and carriage return.
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_CONTROL_CHARS = re.compile(f"[{_CONTROLS}]")
 
 
 def _no_control_chars(value: str) -> None:
@@ -69,6 +70,10 @@ def _safe_id(value: str) -> None:
 def _user_id(**kwargs) -> fields.String:
     """A user id as tokens carry them: anything else could never sign in."""
     return fields.String(validate=_safe_id, **kwargs)
+
+
+# Each validator above that is a plain function, as the JSON Schema ``pattern`` stating its rule (openapi.json).
+VALIDATOR_PATTERNS = {_no_control_chars: f"^[^{_CONTROLS}]*$", _safe_id: SAFE_ID_PATTERN}
 
 
 class _RequestId(fields.Field):

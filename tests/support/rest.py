@@ -67,14 +67,18 @@ def response_schema(spec: dict, path: str, method: str, status: int) -> dict | N
     return {"$ref": f"{SPEC_URI}#/{pointer}/content/application~1json/schema"}
 
 
+def spec_validator(spec: dict, schema: dict) -> jsonschema.Draft202012Validator:
+    """A validator of ``schema``, whose ``$ref`` may point into the spec as ``urn:chat-openapi#/...``."""
+    registry = referencing.Registry().with_resource(SPEC_URI, referencing.Resource.from_contents(spec, default_specification=DRAFT202012))
+    return jsonschema.Draft202012Validator(schema, registry=registry, format_checker=jsonschema.FormatChecker())
+
+
 def validate_answer(spec: dict, path: str, method: str, status: int, body: Any) -> None:
     """The spec lists this answer, and a JSON body matches its schema."""
     schema = response_schema(spec, path, method, status)
     if schema is None or not isinstance(body, (dict, list)):
         return
-    registry = referencing.Registry().with_resource(SPEC_URI, referencing.Resource.from_contents(spec, default_specification=DRAFT202012))
-    validator = jsonschema.Draft202012Validator(schema, registry=registry, format_checker=jsonschema.FormatChecker())
-    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.path))
+    errors = sorted(spec_validator(spec, schema).iter_errors(body), key=lambda e: list(e.path))
     assert not errors, f"{method} {path} -> {status}: does not match openapi.json: {errors[0].message} at {list(errors[0].path)}"
 
 

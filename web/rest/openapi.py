@@ -1,10 +1,11 @@
 """``openapi.json``: an OpenAPI 3.1 description of every route the application serves.
 
-Built from this deployment's settings (so the limits it states are the ones enforced)
-and kept true by tests/test_rest_openapi.py: every route and method in web/app.py is
-described here and nothing else is; request bodies name their schema in
-``Protocol.rest_bodies`` (``x-body-schema``) and must list the same fields; and real
-answers are validated against the response schemas.
+Built from this deployment's settings (so the limits it states are the ones enforced).
+Paths are written here; component schemas come from web/rest/openapi_schemas.py, request
+bodies generated from the ``Protocol.rest_bodies`` entry each operation names
+(``x-body-schema``). Kept true by tests/test_rest_openapi.py: every route and method in
+web/app.py is described here and nothing else is, and sample bodies get the same verdict
+from the description and the server; real answers are validated against the response schemas.
 """
 
 from __future__ import annotations
@@ -12,49 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings
-from storage.conversations import CONVERSATION_TYPES
-from storage.messages import MESSAGE_TYPES
-from storage.participants import ROLES
-from storage.presence import PRESENCE_STATUSES
-from actors.principal import SAFE_ID_PATTERN
-from web.protocol import CLIENT_MESSAGE_TYPES, DESCRIPTION_MAX_CHARS, EMOJI_MAX_CHARS, ID_MAX_CHARS, MAX_PARTICIPANTS_PER_REQUEST, TITLE_MAX_CHARS
 from web.rest import conversations, files, messages, participants, presence
 from web.rest.base import API_PREFIX, ApiHandler
-
-JSON = "application/json"
-
-
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-STRING = {"type": "string"}
-ID = {"type": "string", "minLength": 1, "maxLength": ID_MAX_CHARS}
-USER_ID = {"type": "string", "pattern": SAFE_ID_PATTERN}
-TIME = {"type": "string", "format": "date-time"}
-
-
-def obj(properties: dict, required: list[str] | None = None, *, closed: bool = True, **extra: Any) -> dict:
-    schema = {"type": "object", "properties": properties, "required": list(properties) if required is None else required}
-    if closed:
-        schema["additionalProperties"] = False
-    schema.update(extra)
-    return schema
-
-
-def page_of(name: str) -> dict:
-    return obj(
-        {
-            "results": {"type": "array", "items": ref(name)},
-            "next": nullable({"type": "string", "description": "Path and query of the next page"}),
-            "previous": nullable({"type": "string", "description": "Path and query of the previous page"}),
-        }
-    )
-
+from web.rest.openapi_schemas import JSON, STRING, answer_schemas, body_component, body_schemas, ref
 
 _ERROR_TEXT = {
     400: "Invalid input: malformed JSON, wrong types, unknown fields or limits; `details` maps fields to messages",
@@ -80,8 +41,8 @@ def ok(status: int, description: str, schema: dict | None = None, content_type: 
     return {str(status): response}
 
 
-def body(name: str, schema_name: str) -> dict:
-    return {"x-body-schema": name, "requestBody": {"required": True, "content": {JSON: {"schema": ref(schema_name)}}}}
+def body(name: str) -> dict:
+    return {"x-body-schema": name, "requestBody": {"required": True, "content": {JSON: {"schema": ref(body_component(name))}}}}
 
 
 def path_param(name: str, description: str) -> dict:
@@ -133,8 +94,6 @@ must be one uploaded to that conversation (or without one, by the sender), and f
 
 def build_spec(settings: Settings) -> dict:
     """The whole description, with this deployment's limits."""
-    content = {"type": "string", "maxLength": settings.max_content_chars}
-    message_types = list(MESSAGE_TYPES)
     components = {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         "responses": {
@@ -145,142 +104,7 @@ def build_spec(settings: Settings) -> dict:
             }
             for code, text in _ERROR_TEXT.items()
         },
-        "schemas": {
-            "Error": obj(
-                {
-                    "error": obj(
-                        {
-                            "code": {"type": "string", "description": "Stable machine-readable code, e.g. invalid_message, not_found"},
-                            "message": STRING,
-                            "details": {"description": "Field errors (`{field: [messages]}`) or null"},
-                        }
-                    )
-                }
-            ),
-            "ReactionSummary": obj(
-                {"emoji": STRING, "count": {"type": "integer", "minimum": 1}, "user_ids": {"type": "array", "items": STRING}}
-            ),
-            "Message": obj(
-                {
-                    "id": STRING,
-                    "conversation_id": STRING,
-                    "sender_id": STRING,
-                    "content": STRING,
-                    "message_type": {"enum": message_types},
-                    "metadata": {"type": "object"},
-                    "seq": {"type": "integer", "minimum": 1},
-                    "created_at": TIME,
-                    "edited_at": nullable(TIME),
-                    "is_deleted": {"type": "boolean"},
-                    "reply_to": nullable(STRING),
-                    "client_msg_id": nullable(STRING),
-                    "reactions": {"type": "array", "items": ref("ReactionSummary")},
-                }
-            ),
-            "Reaction": obj(
-                {"id": STRING, "message_id": STRING, "conversation_id": STRING, "user_id": STRING, "emoji": STRING, "created_at": TIME}
-            ),
-            "Participant": obj(
-                {
-                    "user_id": STRING,
-                    "role": {"enum": list(ROLES)},
-                    "joined_at": TIME,
-                    "last_read_seq": {"type": "integer", "minimum": 0},
-                    "last_seen_at": nullable(TIME),
-                }
-            ),
-            "Conversation": obj(
-                {
-                    "id": STRING,
-                    "type": {"enum": list(CONVERSATION_TYPES)},
-                    "title": nullable(STRING),
-                    "description": nullable(STRING),
-                    "created_by": STRING,
-                    "created_at": TIME,
-                    "updated_at": nullable(TIME),
-                    "last_activity_at": nullable(TIME),
-                    "participants": {"type": "array", "items": ref("Participant")},
-                    "unread_count": {"type": "integer", "minimum": 0, "description": "Others' messages after the caller's read pointer"},
-                    "last_message": nullable(ref("Message")),
-                    "my_role": nullable({"enum": list(ROLES)}),
-                },
-                ["id", "type", "title", "description", "created_by", "created_at", "updated_at", "last_activity_at"],
-            ),
-            "ReadReceipt": obj(
-                {
-                    "conversation_id": STRING,
-                    "user_id": STRING,
-                    "last_read_seq": {"type": "integer", "minimum": 0},
-                    "last_read_message_id": nullable(STRING),
-                    "read_at": nullable(TIME),
-                }
-            ),
-            "Presence": obj(
-                {
-                    "user_id": STRING,
-                    "status": {"enum": list(PRESENCE_STATUSES)},
-                    "current_conversation_id": nullable(STRING),
-                    "last_seen": nullable(TIME),
-                }
-            ),
-            "File": obj(
-                {
-                    "id": STRING,
-                    "url": {"type": "string", "description": "Where to GET the bytes"},
-                    "filename": STRING,
-                    "content_type": {"enum": list(files.ALLOWED_TYPES)},
-                    "size": {"type": "integer", "minimum": 1},
-                    "conversation_id": nullable(STRING),
-                    "created_at": TIME,
-                }
-            ),
-            "ConversationPage": page_of("Conversation"),
-            "ParticipantPage": page_of("Participant"),
-            "MessagePage": page_of("Message"),
-            "ReactionPage": page_of("Reaction"),
-            "PresencePage": page_of("Presence"),
-            # Request bodies; each names its marshmallow schema in Protocol.rest_bodies.
-            "CreateConversation": obj(
-                {
-                    "type": {"enum": list(CONVERSATION_TYPES)},
-                    "title": nullable({"type": "string", "maxLength": TITLE_MAX_CHARS}),
-                    "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX_CHARS}),
-                    "participant_ids": {"type": "array", "items": USER_ID, "maxItems": MAX_PARTICIPANTS_PER_REQUEST},
-                },
-                ["type"],
-            ),
-            "UpdateConversation": obj(
-                {
-                    "title": nullable({"type": "string", "maxLength": TITLE_MAX_CHARS}),
-                    "description": nullable({"type": "string", "maxLength": DESCRIPTION_MAX_CHARS}),
-                },
-                [],
-                minProperties=1,
-            ),
-            "AddParticipant": obj({"user_id": USER_ID, "role": {"enum": list(ROLES[1:]), "default": "member"}}, ["user_id"]),
-            "CreateMessage": obj(
-                {
-                    "content": {**content, "description": "Not blank for text and emoji messages"},
-                    "message_type": {"enum": list(CLIENT_MESSAGE_TYPES), "default": "text"},
-                    "metadata": {
-                        "type": "object",
-                        "description": f"Plain JSON, at most {settings.max_metadata_bytes} bytes encoded; "
-                        "`file_id` (from upload/) for file and image messages",
-                    },
-                    "client_msg_id": nullable(ID),
-                    "reply_to": nullable(ID),
-                },
-                ["content"],
-            ),
-            "EditMessage": obj({"content": content}),
-            "AddReaction": obj({"emoji": {"type": "string", "minLength": 1, "maxLength": EMOJI_MAX_CHARS, "pattern": r"^\S+$"}}),
-            "MarkRead": obj({"message_id": nullable(ID)}, []),
-            "UpdatePresence": obj({"status": {"enum": list(PRESENCE_STATUSES)}}),
-            "Upload": obj(
-                {"file": {"type": "string", "contentMediaType": "application/octet-stream"}, "conversation_id": ID},
-                ["file"],
-            ),
-        },
+        "schemas": {**answer_schemas(), **body_schemas(settings)},
     }
 
     conversation_ops = {
@@ -290,7 +114,7 @@ def build_spec(settings: Settings) -> dict:
         },
         "put": {
             "summary": "Change title and/or description (owner or admin)",
-            **body("update_conversation", "UpdateConversation"),
+            **body("update_conversation"),
             "responses": {**ok(200, "The updated conversation", ref("Conversation")), **errors(400, 401, 403, 404, 413, 415, 429)},
         },
         "delete": {
@@ -339,7 +163,7 @@ def build_spec(settings: Settings) -> dict:
                 "summary": "Create a conversation; the caller is its owner",
                 "description": "A `direct` conversation needs exactly one other participant and is unique per pair: "
                 "creating it again answers 200 with the existing one.",
-                **body("create_conversation", "CreateConversation"),
+                **body("create_conversation"),
                 "responses": {
                     **ok(201, "Created", ref("Conversation")),
                     **ok(200, "The existing direct conversation of this pair", ref("Conversation")),
@@ -357,7 +181,7 @@ def build_spec(settings: Settings) -> dict:
             },
             "post": {
                 "summary": "Add a participant to a group or channel (owner or admin); a system message is posted",
-                **body("add_participant", "AddParticipant"),
+                **body("add_participant"),
                 "responses": {
                     **ok(201, "Added", ref("Participant")),
                     **ok(200, "Already a participant (unchanged)", ref("Participant")),
@@ -389,7 +213,7 @@ def build_spec(settings: Settings) -> dict:
                 "summary": "Send a message; it is broadcast to the joined sockets as new_message",
                 "description": "In a channel only the owner and admins post. `client_msg_id` makes retries safe: "
                 "a retry answers 200 with the original message and stores nothing.",
-                **body("create_message", "CreateMessage"),
+                **body("create_message"),
                 "responses": {
                     **ok(201, "Stored and broadcast", ref("Message")),
                     **ok(200, "A retry of a client_msg_id already stored: the original", ref("Message")),
@@ -402,7 +226,7 @@ def build_spec(settings: Settings) -> dict:
             "get": {"summary": "One message", "responses": {**ok(200, "The message", ref("Message")), **errors(401, 404, 429)}},
             "put": {
                 "summary": "Edit the content (the sender only); broadcast as message_updated",
-                **body("edit_message", "EditMessage"),
+                **body("edit_message"),
                 "responses": {**ok(200, "The edited message", ref("Message")), **errors(400, 401, 403, 404, 409, 413, 415, 429)},
             },
             "delete": {
@@ -417,7 +241,7 @@ def build_spec(settings: Settings) -> dict:
             "post": {
                 "summary": "Mark read up to message_id (default: the latest); broadcast as read_receipt",
                 "description": "The read pointer only moves forward; an older message_id answers the current pointer.",
-                **body("mark_read", "MarkRead"),
+                **body("mark_read"),
                 "responses": {**ok(200, "The read receipt", ref("ReadReceipt")), **errors(400, 401, 404, 413, 415, 429)},
             },
         },
@@ -429,7 +253,7 @@ def build_spec(settings: Settings) -> dict:
             },
             "post": {
                 "summary": "React; broadcast as reaction_added",
-                **body("add_reaction", "AddReaction"),
+                **body("add_reaction"),
                 "responses": {
                     **ok(201, "Added", ref("Reaction")),
                     **ok(200, "The caller had already reacted with this emoji", ref("Reaction")),
@@ -461,7 +285,7 @@ def build_spec(settings: Settings) -> dict:
             "get": {"summary": "The caller's presence", "responses": {**ok(200, "Presence", ref("Presence")), **errors(401, 429)}},
             "put": {
                 "summary": "Set the caller's status; broadcast to the tenant as presence_update",
-                **body("update_presence", "UpdatePresence"),
+                **body("update_presence"),
                 "responses": {**ok(200, "The new presence", ref("Presence")), **errors(400, 401, 413, 415, 429)},
             },
         },
