@@ -21,6 +21,8 @@ from typing import Any
 import tornado.websocket
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from actors.conversation import ConversationActor
+from actors.tenant import TenantActor
 from storage.clock import new_id
 from storage.errors import PyMongoError
 from web import protocol
@@ -128,7 +130,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         self.ws_connection.stream.max_write_buffer_size = settings.outbound_buffer_bytes
         self.send(protocol.connection_established(principal.user_id, principal.tenant_id))
         try:
-            await self.ctx.directory.call_tenant(principal.tenant_id, "connect", self)
+            await self.ctx.directory.call_tenant(principal.tenant_id, TenantActor.connect, self)
         except TooManyConnections as error:
             self.close(CLOSE_FLOOD, error.message)
             return
@@ -222,7 +224,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         if wait:
             raise RateLimited(wait)
 
-    async def _call(self, conversation_id: str, method: str, *args: Any) -> Any:
+    async def _call(self, conversation_id: str, method: Callable[..., Any], *args: Any) -> Any:
         return await self.ctx.directory.call(self.principal.tenant_id, conversation_id, method, *args)
 
     async def _conversation_of(self, message_id: str) -> str:
@@ -235,62 +237,62 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
     async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
         reads, tenant_id, user_id = self.ctx.reads, self.principal.tenant_id, self.principal.user_id
         reads.admit(tenant_id, user_id)
-        replayed = await self._call(conversation_id, "join", self, since_seq, request_id)
+        replayed = await self._call(conversation_id, ConversationActor.join, self, since_seq, request_id)
         reads.charge(tenant_id, user_id, replayed)
         if not self._registered:  # closed while the join was under way
-            self.ctx.directory.tell(self.principal.tenant_id, conversation_id, "drop", self)
+            self.ctx.directory.tell(self.principal.tenant_id, conversation_id, ConversationActor.drop, self)
             return
         self.joined.add(conversation_id)
-        self.ctx.directory.tenant(self.principal.tenant_id).set_current_conversation.defer(self.principal.user_id, conversation_id)
+        self.ctx.directory.tell_tenant(self.principal.tenant_id, TenantActor.set_current_conversation, self.principal.user_id, conversation_id)
 
     @command("leave_conversation", writes=False)
     async def handle_leave_conversation(self, conversation_id: str, request_id: Any) -> None:
         if conversation_id not in self.joined:
             raise NotFound("Not joined to this conversation")
         self.joined.discard(conversation_id)
-        await self._call(conversation_id, "leave", self, request_id)
+        await self._call(conversation_id, ConversationActor.leave, self, request_id)
 
     @command("send_message", writes=True)
     async def handle_send_message(self, conversation_id: str, request_id: Any, **body: Any) -> None:
-        await self._call(conversation_id, "send", self.principal, body, self, request_id)
+        await self._call(conversation_id, ConversationActor.send, self.principal, body, self, request_id)
 
     @command("edit_message", writes=True)
     async def handle_edit_message(self, message_id: str, content: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
-        await self._call(conversation_id, "edit", self.principal, message_id, content, self, request_id)
+        await self._call(conversation_id, ConversationActor.edit, self.principal, message_id, content, self, request_id)
 
     @command("delete_message", writes=True)
     async def handle_delete_message(self, message_id: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
-        await self._call(conversation_id, "delete", self.principal, message_id, self, request_id)
+        await self._call(conversation_id, ConversationActor.delete, self.principal, message_id, self, request_id)
 
     @command("add_reaction", writes=True)
     async def handle_add_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
-        await self._call(conversation_id, "react", self.principal, message_id, emoji, self, request_id)
+        await self._call(conversation_id, ConversationActor.react, self.principal, message_id, emoji, self, request_id)
 
     @command("remove_reaction", writes=True)
     async def handle_remove_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
-        await self._call(conversation_id, "unreact", self.principal, message_id, emoji, self, request_id)
+        await self._call(conversation_id, ConversationActor.unreact, self.principal, message_id, emoji, self, request_id)
 
     @command("start_typing", writes=True)
     async def handle_start_typing(self, conversation_id: str, request_id: Any) -> None:
-        await self._call(conversation_id, "typing", self.principal, True)
+        await self._call(conversation_id, ConversationActor.typing, self.principal, True)
         self.typing_in.add(conversation_id)
 
     @command("stop_typing", writes=True)
     async def handle_stop_typing(self, conversation_id: str, request_id: Any) -> None:
         self.typing_in.discard(conversation_id)
-        await self._call(conversation_id, "typing", self.principal, False)
+        await self._call(conversation_id, ConversationActor.typing, self.principal, False)
 
     @command("mark_read", writes=True)
     async def handle_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
-        await self._call(conversation_id, "mark_read", self.principal, message_id, self, request_id)
+        await self._call(conversation_id, ConversationActor.mark_read, self.principal, message_id, self, request_id)
 
     @command("update_presence", writes=True)
     async def handle_update_presence(self, status: str, request_id: Any) -> None:
-        await self.ctx.directory.call_tenant(self.principal.tenant_id, "set_status", self.principal, status, self, request_id)
+        await self.ctx.directory.call_tenant(self.principal.tenant_id, TenantActor.set_status, self.principal, status, self, request_id)
 
     @command("ping", writes=False)
     async def handle_ping(self, request_id: Any) -> None:
@@ -305,10 +307,10 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         self.ctx.sockets.discard(self)
         tenant_id = self.principal.tenant_id
         for conversation_id in self.joined | self.typing_in:
-            self.ctx.directory.tell(tenant_id, conversation_id, "drop", self)
+            self.ctx.directory.tell(tenant_id, conversation_id, ConversationActor.drop, self)
         self.joined.clear()
         self.typing_in.clear()
-        self.ctx.directory.tenant(tenant_id).disconnect.defer(self)
+        self.ctx.directory.tell_tenant(tenant_id, TenantActor.disconnect, self)
 
 
 class WrongPathSocket(Unbranded, tornado.websocket.WebSocketHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.conversation import ConversationActor
 from web import protocol
 from web.errors import InvalidMessage
 from web.rest.base import ApiHandler, authorize_conversation
@@ -83,11 +84,11 @@ class ConversationHandler(ApiHandler):
         changes = self.load_body("update_conversation")
         if not changes:
             raise InvalidMessage("Nothing to change", {"title": ["Give a title or a description."]})
-        updated = await self.ctx.directory.call(self.tenant_id, conversation_id, "update_details", self.principal, changes)
+        updated = await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.update_details, self.principal, changes)
         self.respond(protocol.conversation_object(updated))
 
     patch = put
 
     async def delete(self, conversation_id: str) -> None:
-        await self.ctx.directory.call(self.tenant_id, conversation_id, "delete_conversation", self.principal)
+        await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.delete_conversation, self.principal)
         self.no_content()

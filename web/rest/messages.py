@@ -14,6 +14,7 @@ to the older neighbour page (``before=<first seq>``) and ``previous`` to the new
 
 from __future__ import annotations
 
+from actors.conversation import ConversationActor
 from storage.reactions import summarize
 from web import protocol
 from web.errors import NotFound
@@ -73,7 +74,7 @@ class MessagesHandler(ApiHandler):
         """201 with the stored message; 200 with the original when ``client_msg_id`` was seen before."""
         body = self.load_body("create_message")
         await authorize_conversation(self.ctx, self.principal, conversation_id)
-        message, created = await self.ctx.directory.call(self.tenant_id, conversation_id, "send", self.principal, body)
+        message, created = await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.send, self.principal, body)
         if not created:
             message = (await messages_with_reactions(self.ctx, self.tenant_id, [await self._stored(message)]))[0]
         self.respond(message, 201 if created else 200)
@@ -97,13 +98,13 @@ class MessageHandler(ApiHandler):
         """The sender edits the content; ``message_updated`` goes to the members."""
         body = self.load_body("edit_message")
         message = await self.ctx.directory.call(
-            self.tenant_id, conversation_id, "edit", self.principal, message_id, body["content"]
+            self.tenant_id, conversation_id, ConversationActor.edit, self.principal, message_id, body["content"]
         )
         self.respond(message)
 
     async def delete(self, conversation_id: str, message_id: str) -> None:
         """The sender, the owner or an admin deletes; the answer is the tombstone that stays in history."""
-        message = await self.ctx.directory.call(self.tenant_id, conversation_id, "delete", self.principal, message_id)
+        message = await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.delete, self.principal, message_id)
         self.respond(message)
 
 
@@ -112,6 +113,6 @@ class ReadReceiptHandler(ApiHandler):
         """Move the caller's read pointer to ``message_id`` (default: the latest message)."""
         body = self.load_body("mark_read")
         receipt = await self.ctx.directory.call(
-            self.tenant_id, conversation_id, "mark_read", self.principal, body["message_id"]
+            self.tenant_id, conversation_id, ConversationActor.mark_read, self.principal, body["message_id"]
         )
         self.respond(receipt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.conversation import ConversationActor
 from web import protocol
 from web.rest.base import ApiHandler, authorize_conversation
 
@@ -26,12 +27,12 @@ class ParticipantsHandler(ApiHandler):
     async def post(self, conversation_id: str) -> None:
         body = self.load_body("add_participant")
         participant, added = await self.ctx.directory.call(
-            self.tenant_id, conversation_id, "add_participant", self.principal, body["user_id"], body["role"]
+            self.tenant_id, conversation_id, ConversationActor.add_participant, self.principal, body["user_id"], body["role"]
         )
         self.respond(protocol.participant_object(participant), 201 if added else 200)
 
 
 class ParticipantHandler(ApiHandler):
     async def delete(self, conversation_id: str, user_id: str) -> None:
-        await self.ctx.directory.call(self.tenant_id, conversation_id, "remove_participant", self.principal, user_id)
+        await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.remove_participant, self.principal, user_id)
         self.no_content()

@@ -7,11 +7,12 @@ named in ``?user_ids=`` who has never been seen is listed as offline.
 
 from __future__ import annotations
 
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
+from actors.tenant import TenantActor
 from storage.clock import parse_isoformat
 from storage.presence import PRESENCE_STATUSES
 from web import protocol
 from web.errors import InvalidMessage
-from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from web.rest.base import ApiHandler
 
 DEFAULT_PAGE = 100
@@ -33,7 +34,7 @@ class _PresenceReader(ApiHandler):
     async def presence_of(self, user_ids: list[str]) -> list[dict]:
         """Presence for exactly ``user_ids``, in that order."""
         stored = {doc["user_id"]: doc for doc in await self.ctx.storage.presence.list(self.tenant_id, user_ids)}
-        live = await self.ctx.directory.call_tenant(self.tenant_id, "live_presence", user_ids)
+        live = await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.live_presence, user_ids)
         presences = [
             live.get(user_id)
             or (_stored_object(stored[user_id]) if user_id in stored else protocol.presence_object(user_id, "offline", None, None))
@@ -85,7 +86,7 @@ class MyPresenceHandler(_PresenceReader):
     async def put(self) -> None:
         """Set the caller's status; ``presence_update`` goes to the tenant's connected users."""
         body = self.load_body("update_presence")
-        presence = await self.ctx.directory.call_tenant(self.tenant_id, "set_status", self.principal, body["status"])
+        presence = await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.set_status, self.principal, body["status"])
         # The actor persists in the background; store it here too so that a GET right after
         # this answer reads what was just set (the same values, so the order does not matter).
         await self.ctx.storage.presence.save(

@@ -7,6 +7,10 @@ tenant, in a conversation the caller is not in, or nowhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from actors.conversation import ConversationActor
 from web import protocol
 from web.errors import NotFound
 from web.rest.base import ApiHandler, authorize_conversation
@@ -24,7 +28,7 @@ class _MessageScoped(ApiHandler):
             raise NotFound("Message not found") from None
         return doc["conversation_id"]
 
-    async def call(self, message_id: str, method: str, *args):
+    async def call(self, message_id: str, method: Callable[..., Any], *args: Any) -> Any:
         conversation_id = await self.conversation_of(message_id)
         try:
             return await self.ctx.directory.call(self.tenant_id, conversation_id, method, self.principal, message_id, *args)
@@ -44,7 +48,7 @@ class ReactionsHandler(_MessageScoped):
     async def post(self, message_id: str) -> None:
         """201 with a new reaction; 200 with the existing one when the caller already reacted so."""
         body = self.load_body("add_reaction")
-        reaction, added = await self.call(message_id, "react", body["emoji"])
+        reaction, added = await self.call(message_id, ConversationActor.react, body["emoji"])
         self.respond(reaction, 201 if added else 200)
 
 
@@ -52,5 +56,5 @@ class ReactionHandler(_MessageScoped):
     async def delete(self, message_id: str, emoji: str) -> None:
         """Remove the caller's own reaction; 404 when there is none."""
         emoji = self.ctx.protocol.load_body("add_reaction", {"emoji": emoji})["emoji"]
-        await self.call(message_id, "unreact", emoji)
+        await self.call(message_id, ConversationActor.unreact, emoji)
         self.no_content()
