@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import random
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors import protocol
 from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound, StorageUnavailable
 from actors.idle import RetiresWhenIdle
 from actors.policy import Action, authorize, authorize_removal
 from actors.principal import Principal
@@ -24,10 +26,8 @@ from actors.runtime import LoopActor, LoopFuture, loop
 from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
-from storage.errors import PyMongoError
+from storage.errors import StorageError
 from storage.reactions import summarize
-from web import protocol
-from web.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> 
 def _storage_error(error: BaseException) -> ChatError:
     if isinstance(error, ChatError):
         return error
-    if isinstance(error, PyMongoError):
+    if isinstance(error, StorageError):
         return StorageUnavailable()
     return ChatError()
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from pymongo.errors import BulkWriteError
-
+from actors.errors import ChatError, InvalidMessage, NotFound, StorageUnavailable
 from storage import Storage
 from storage.clock import utcnow
-from storage.errors import PyMongoError
+from storage.errors import OrderedInsertStopped, StorageError
 from storage.messages import FILE_MESSAGE_TYPES
-from web.errors import ChatError, InvalidMessage, NotFound, StorageUnavailable
-
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +45,7 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
         known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
         files = await _referenced_files(storage, tenant_id, batch)
         files = await _attach_files(storage, tenant_id, conversation_id, batch, known_replies, files)
-    except PyMongoError as error:
+    except StorageError as error:
         logger.warning("storage unavailable before insert in %s: %s", conversation_id, error)
         outcome.failed = [(pending, StorageUnavailable()) for pending in batch]
         return outcome
@@ -91,25 +88,24 @@ async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[Pen
             pending.doc["seq"] = next_seq + offset
         try:
             await storage.messages.insert_ordered([pending.doc for pending in to_insert])
-        except BulkWriteError as error:
-            inserted = error.details.get("nInserted", 0)
+        except OrderedInsertStopped as error:
+            inserted = error.inserted
             outcome.stored.extend((pending, pending.doc) for pending in to_insert[:inserted])
             next_seq += inserted
             rest = to_insert[inserted:]
-            first_error = (error.details.get("writeErrors") or [{}])[0]
             original = None
-            if first_error.get("code") == 11000 and rest and rest[0].doc["client_msg_id"] is not None:
+            if error.duplicate and rest and rest[0].doc["client_msg_id"] is not None:
                 try:
                     original = await storage.messages.get(tenant_id, rest[0].doc["_id"])
-                except PyMongoError:
+                except StorageError:
                     original = None
             if original is None:
-                logger.warning("insert stopped after %d of %d: %s", inserted, len(to_insert), first_error.get("errmsg"))
+                logger.warning("insert stopped after %d of %d: %s", inserted, len(to_insert), error)
                 _refuse(rest, outcome)
                 return
             outcome.duplicates.append((rest[0], original))
             to_insert = rest[1:]
-        except PyMongoError as error:
+        except StorageError as error:
             logger.warning("insert failed: %s", error)
             _refuse(to_insert, outcome)
             return

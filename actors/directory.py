@@ -16,12 +16,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pykka import ActorDeadError
 
 from actors.conversation import ConversationActor, load_state
+from actors.errors import NotFound, StorageUnavailable
 from actors.runtime import loop
 from actors.tenant import TenantActor
 from config import Settings
 from storage import Storage
-from storage.errors import PyMongoError
-from web.errors import NotFound, StorageUnavailable
+from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Directory:
             self._loading[key] = loading
             try:
                 state = await load_state(self._storage, tenant_id, conversation_id)
-            except PyMongoError as error:
+            except StorageError as error:
                 logger.warning("cannot load conversation %s: %s", conversation_id, error)
                 loading.set_exception(StorageUnavailable())
             else:

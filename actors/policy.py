@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import enum
 
+from actors.errors import Forbidden, NotFound
 from actors.principal import Principal
-from web.errors import Forbidden, NotFound
 
 MANAGER_ROLES = ("owner", "admin")
 # The effective role of a tenant administrator who is not a participant.

@@ -15,6 +15,8 @@ import itertools
 import logging
 from typing import Any
 
+from actors import protocol
+from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
 from actors.principal import Principal
 from actors.runtime import LoopActor
@@ -22,8 +24,6 @@ from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
 from storage.clock import utcnow
-from web import protocol
-from web.errors import TooManyConnections
 
 logger = logging.getLogger(__name__)
 

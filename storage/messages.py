@@ -59,12 +59,11 @@ class MessageRepository(Repository):
         }
 
     async def insert_ordered(self, docs: list[dict]) -> None:
-        """Insert in order; on failure the stored ones are a prefix (``BulkWriteError.details``)."""
+        """Insert in order; ``OrderedInsertStopped`` says how long a prefix was stored."""
         await self.collection.insert_many(docs, ordered=True)
 
     async def get(self, tenant_id: str, message_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, _id=message_id))
-
 
     async def existing_ids(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> set[str]:
         cursor = self.collection.find(self.scoped(tenant_id, conversation_id=conversation_id, _id={"$in": message_ids}), {"_id": 1})

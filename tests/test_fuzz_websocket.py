@@ -2,7 +2,7 @@
 
 Every frame goes over a real socket to a real server (one per backend, rate limits lifted so
 nothing is throttled). An oracle written from the wire contract (docs/wire-protocol.md) and its
-limits, not from ``web/protocol.py``, says whether each frame is valid, invalid, or left
+limits, not from ``actors/protocol.py``, says whether each frame is valid, invalid, or left
 open by the contract. For each frame the test reads exactly the events it caused (it is bracketed by
 ``ping`` sentinels, which the server answers in order) and checks:
 

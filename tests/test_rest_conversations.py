@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from actors.protocol import MAX_PARTICIPANTS_PER_REQUEST
 from tests.support.client import User, unique
 from tests.support.rest import assert_error, rest_users, system_events  # noqa: F401  (fixture)
-from web.protocol import MAX_PARTICIPANTS_PER_REQUEST
 
 
 async def test_create_list_get_with_unread_count_and_last_message(rest_users):

@@ -14,11 +14,18 @@ import jsonschema
 import tornado.web
 import tornado.websocket
 
+from actors.protocol import (
+    DESCRIPTION_MAX_CHARS,
+    EMOJI_MAX_CHARS,
+    ID_MAX_CHARS,
+    MAX_PARTICIPANTS_PER_REQUEST,
+    TITLE_MAX_CHARS,
+    Protocol,
+)
 from config import load_settings
 from tests.support.client import unique
 from tests.support.rest import API, SPEC_URI, assert_error, rest_users, spec_of, spec_validator, upload  # noqa: F401  (fixture)
 from web.app import routes
-from web.protocol import DESCRIPTION_MAX_CHARS, EMOJI_MAX_CHARS, ID_MAX_CHARS, MAX_PARTICIPANTS_PER_REQUEST, TITLE_MAX_CHARS, Protocol
 from web.rest.base import ApiHandler
 from web.rest.openapi import build_spec
 

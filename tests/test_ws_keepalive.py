@@ -9,9 +9,9 @@ import os
 import tornado.websocket
 import websockets
 
+from actors import protocol
 from tests.support.client import make_token
 from tests.support.rawws import RawWebSocket
-from web import protocol
 from web.websocket import COMMANDS, ChatSocket
 
 KEEPALIVE_INTERVAL_SECS = 0.5

@@ -6,9 +6,9 @@ import time
 
 import jwt
 
+from actors.errors import Unauthorized
 from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, Principal, is_safe_id
 from config import Settings
-from web.errors import Unauthorized
 
 
 def decode_token(token: str | None, settings: Settings) -> Principal:

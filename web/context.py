@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from actors.directory import Directory
+from actors.protocol import Protocol
 from config import Settings
 from storage import Storage
-from web.protocol import Protocol
 from web.ratelimit import RateLimiter, ReadBudget
 
 

@@ -12,7 +12,7 @@ import random
 
 from storage import Storage
 from storage.clock import utcnow
-from storage.errors import PyMongoError
+from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ async def sweep_unattached_files(storage: Storage, ttl_secs: float) -> None:
         await asyncio.sleep(interval * random.uniform(0.75, 1.25))
         try:
             deleted = await storage.files.delete_unattached(utcnow() - datetime.timedelta(seconds=ttl_secs))
-        except PyMongoError as error:
+        except StorageError as error:
             logger.warning("could not delete unattached files (%s); trying again later", error)
             continue
         if deleted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from web.errors import RateLimited
+from actors.errors import RateLimited
 
 # Buckets untouched this long are full again and can be forgotten.
 SWEEP_EVERY_SECS = 60.0

@@ -10,7 +10,7 @@ import signal
 from actors.runtime import bind_loop
 from config import Settings
 from storage import open_storage
-from storage.errors import PyMongoError
+from storage.errors import StorageError
 from web.app import make_app
 from web.context import AppContext
 from web.file_sweep import sweep_unattached_files
@@ -53,7 +53,7 @@ async def ensure_indexes_until_done(context: AppContext) -> None:
         try:
             await context.storage.ensure_indexes()
             return
-        except PyMongoError as error:
+        except StorageError as error:
             logger.warning("cannot create indexes yet (%s); retrying in %.0fs", error, INDEX_RETRY_SECS)
             await asyncio.sleep(INDEX_RETRY_SECS)
 
@@ -75,7 +75,7 @@ class ChatServer:
         self.context = AppContext.build(self.settings, storage)
         try:
             await storage.ensure_indexes()
-        except PyMongoError as error:
+        except StorageError as error:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
         if self.settings.unattached_file_ttl_secs:

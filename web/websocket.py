@@ -21,15 +21,15 @@ from typing import Any
 import tornado.websocket
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 
+from actors import protocol
 from actors.conversation import ConversationActor
+from actors.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from actors.tenant import TenantActor
 from storage.clock import new_id
-from storage.errors import PyMongoError
-from web import protocol
+from storage.errors import StorageError
 from web.auth import decode_token
-from web.cors import origin_allowed
 from web.context import AppContext
-from web.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
+from web.cors import origin_allowed
 from web.ratelimit import TokenBucket
 from web.unbranded import Unbranded
 
@@ -212,7 +212,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
                 self.close(CLOSE_FLOOD, "Too many messages")
         except ChatError as error:
             self.send(protocol.error_event(error, request_id))
-        except PyMongoError as error:  # a direct read (e.g. which conversation a message is in)
+        except StorageError as error:  # a direct read (e.g. which conversation a message is in)
             logger.warning("storage unavailable for a frame from %s: %s", self.principal.user_id, error)
             self.send(protocol.error_event(StorageUnavailable(), request_id))
         except Exception:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from tests.support.ferretdb import find_ferretdb_binary
 from tests.support.server import ServerProcess
 
-# Every ChatError code a client may see for its own mistakes (web/errors.py). Not in it, and
+# Every ChatError code a client may see for its own mistakes (actors/errors.py). Not in it, and
 # never to be seen by a fuzz run: internal_error, storage_unavailable, shutting_down.
 KNOWN_ERROR_CODES = frozenset(
     {

@@ -9,13 +9,7 @@ from urllib.parse import urlencode
 import orjson
 import tornado.web
 
-from actors.policy import Action, authorize
-from actors.principal import Principal
-from storage.errors import PyMongoError
-from web import cors
-from web.auth import decode_token
-from web.context import AppContext
-from web.errors import (
+from actors.errors import (
     ChatError,
     InvalidMessage,
     MethodNotAllowed,
@@ -24,6 +18,12 @@ from web.errors import (
     StorageUnavailable,
     UnsupportedMediaType,
 )
+from actors.policy import Action, authorize
+from actors.principal import Principal
+from storage.errors import StorageError
+from web import cors
+from web.auth import decode_token
+from web.context import AppContext
 from web.unbranded import Unbranded
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
             self.set_header(name, value)
 
     def _handle_request_exception(self, error: BaseException) -> None:
-        if isinstance(error, PyMongoError):  # a read straight from storage during an outage
+        if isinstance(error, StorageError):  # a read straight from storage during an outage
             logger.warning("%s %s: database unavailable: %s", self.request.method, self.request.path, error)
             error = StorageUnavailable()
         if isinstance(error, ChatError) and not self._finished:

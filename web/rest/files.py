@@ -26,21 +26,20 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from urllib.parse import quote
-
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import filetype
 import tornado.httputil
 import tornado.web
 from tornado.iostream import StreamClosedError
 
+from actors import protocol
+from actors.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType, UploadQuotaExceeded
 from actors.policy import Action
-from web import protocol
-from web.errors import ChatError, InvalidMessage, NotFound, PayloadTooLarge, UnsupportedMediaType, UploadQuotaExceeded
-from web.rest.base import API_PREFIX, ApiHandler, authorize_conversation
 from storage.files import FileIntegrityError
 from storage.upload_usage import QuotaExceeded, Quotas
+from web.rest.base import API_PREFIX, ApiHandler, authorize_conversation
 
 logger = logging.getLogger(__name__)
 

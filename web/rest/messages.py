@@ -14,10 +14,10 @@ to the older neighbour page (``before=<first seq>``) and ``previous`` to the new
 
 from __future__ import annotations
 
+from actors import protocol
 from actors.conversation import ConversationActor
+from actors.errors import NotFound
 from storage.reactions import summarize
-from web import protocol
-from web.errors import NotFound
 from web.rest.base import ApiHandler, authorize_conversation
 
 DEFAULT_PAGE = 50

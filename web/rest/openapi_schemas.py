@@ -1,6 +1,6 @@
 """The schemas of openapi.json's components: answers written here, request bodies generated.
 
-Answers are dicts built by web/protocol.py, so their schemas are written out here and kept
+Answers are dicts built by actors/protocol.py, so their schemas are written out here and kept
 true by validating every answer of the REST tests against them (tests/support/rest.py).
 Request bodies are generated with apispec from ``Protocol.rest_bodies``, the marshmallow
 schemas the server loads them with, so their fields, limits and patterns are the enforced ones.
@@ -14,12 +14,12 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields, validate
 
+from actors.protocol import VALIDATOR_PATTERNS, Protocol
 from config import Settings
 from storage.conversations import CONVERSATION_TYPES
 from storage.messages import MESSAGE_TYPES
 from storage.participants import ROLES
 from storage.presence import PRESENCE_STATUSES
-from web.protocol import VALIDATOR_PATTERNS, Protocol
 from web.rest.files import ALLOWED_TYPES
 
 JSON = "application/json"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from actors import protocol
 from actors.conversation import ConversationActor
-from web import protocol
 from web.rest.base import ApiHandler, authorize_conversation
-
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 500

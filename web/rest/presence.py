@@ -7,12 +7,12 @@ named in ``?user_ids=`` who has never been seen is listed as offline.
 
 from __future__ import annotations
 
+from actors import protocol
+from actors.errors import InvalidMessage
 from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from actors.tenant import TenantActor
 from storage.clock import parse_isoformat
 from storage.presence import PRESENCE_STATUSES
-from web import protocol
-from web.errors import InvalidMessage
 from web.rest.base import ApiHandler
 
 DEFAULT_PAGE = 100

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from actors import protocol
 from actors.conversation import ConversationActor
-from web import protocol
-from web.errors import NotFound
+from actors.errors import NotFound
 from web.rest.base import ApiHandler, authorize_conversation
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from actors.errors import ChatError, InvalidMessage
 from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, SAFE_ID_PATTERN, is_safe_id
 from config import Settings
 from storage.clock import isoformat, utcnow
@@ -20,7 +21,6 @@ from storage.conversations import CONVERSATION_TYPES
 from storage.messages import FILE_MESSAGE_TYPES, MESSAGE_TYPES
 from storage.participants import ROLES
 from storage.presence import PRESENCE_STATUSES
-from web.errors import ChatError, InvalidMessage
 
 EMOJI_MAX_CHARS = 32
 TITLE_MAX_CHARS = 200
