@@ -10,36 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors import protocol
-from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.delivery import PendingSend
 from actors.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound, StorageUnavailable
 from actors.idle import RetiresWhenIdle
 from actors.policy import Action, authorize, authorize_removal
 from actors.principal import Principal
-from actors.runtime import LoopActor, LoopFuture, loop
+from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
+from actors.typing import TypingState
+from actors.write_queue import OrderedWriteQueue, storage_failure
 from config import Settings
 from storage import Storage
-from storage.errors import StorageError
 from storage.reactions import summarize
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 200
 # mongomock scans the whole collection for every update, so on the embedded database the
 # conversation's last activity is written less often than ACTIVITY_WRITE_SECS asks.
 EMBEDDED_ACTIVITY_WRITE_SECS = 30.0
-# After the database failed a write (or the read after it), sends are refused at once for this
-# long instead of each waiting out MONGODB_TIMEOUT_MS: a socket's frames are handled one at a
-# time, so a backlog would take a timeout apiece and starve the socket's keepalive. The first
-# send after that tries the database again.
-STORAGE_RETRY_SECS = 1.0
 
 
 @dataclasses.dataclass
@@ -60,14 +54,6 @@ async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> 
     return ConversationState(conversation, {p["user_id"]: p["role"] for p in participants}, last_seq)
 
 
-def _storage_error(error: BaseException) -> ChatError:
-    if isinstance(error, ChatError):
-        return error
-    if isinstance(error, StorageError):
-        return StorageUnavailable()
-    return ChatError()
-
-
 class ConversationActor(RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
         super().__init__()
@@ -78,19 +64,13 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self.tenant_id: str = state.conversation["tenant_id"]
         self.conversation_id: str = state.conversation["_id"]
         self._members = dict(state.members)
-        self._last_seq = state.last_seq  # highest seq stored and broadcast
         self._subscribers: dict[str, Subscriber] = {}
         self._catching_up: dict[str, list[bytes]] = {}  # conn_id -> live events held during replay
-        self._typing: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
-        self._typing_tokens = itertools.count()
-        self._pending: list[PendingSend] = []
-        self._in_flight = False
-        self._reconcile_needed = False
-        self._storage_down_until = 0.0  # loop time; see STORAGE_RETRY_SECS
+        self._typing = TypingState(settings.typing_ttl_secs, self.call_later, self._announce_typing)
+        self._writes = OrderedWriteQueue(storage, self.tenant_id, self.conversation_id, state.last_seq, self.run_io, self)
         self._busy = 0
         self._activity_at = None  # newest stored message time not yet written to the conversation
         self._activity_timer = None
-        self._settle_waiters: list[LoopFuture] = []
         self._last_doc_write: asyncio.Future | None = None
 
     @property
@@ -104,9 +84,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         """Hand live sockets to a fresh actor rebuilt from storage; the state here is suspect."""
         self._cancel_timers()
         self._directory.restart_conversation(self.key, self.actor_ref, list(self._subscribers.values()))
-        for pending in self._pending:
-            if pending.reply is not None:
-                pending.reply.set_exception((ChatError, ChatError(), None))
+        self._writes.abandon()
 
     def on_stop(self) -> None:
         self._cancel_timers()
@@ -127,7 +105,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or
         duplicate. Answers how many it replayed (what the reader pays from its read budget)."""
         self._authorize(Action.READ, conn.principal)
-        upto = self._last_seq
+        upto = self._writes.last_seq
         joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
         self._subscribers[conn.conn_id] = conn
         self._cancel_idle()
@@ -190,7 +168,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._catching_up.pop(conn.conn_id, None)
         user_id = conn.principal.user_id
         if not any(c.principal.user_id == user_id for c in self._subscribers.values()):
-            self._set_typing(user_id, False)
+            self._typing.set(user_id, False)
         self._maybe_idle()
 
     def _publish(self, kind: str, origin: Subscriber | None = None, request_id: Any = None, **payload: Any) -> None:
@@ -222,7 +200,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         ``created`` is false for a retried ``client_msg_id``: the original is returned and
         nothing is broadcast again."""
         self._authorize(Action.POST, principal)
-        if self._storage_down():
+        if self._writes.storage_down():
             raise StorageUnavailable()
         doc = self._storage.messages.build(
             self.tenant_id,
@@ -236,7 +214,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         )
         reply = LoopFuture()
         self._enqueue(PendingSend(doc, reply, origin, request_id))
-        self._set_typing(principal.user_id, False)
+        self._typing.set(principal.user_id, False)
         return reply
 
     def _post_system(self, principal: Principal, content: str, answer: Any, **metadata: Any) -> LoopFuture:
@@ -258,108 +236,36 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return answered
 
     def _enqueue(self, pending: PendingSend) -> None:
-        self._pending.append(pending)
         self._cancel_idle()
-        self._store_next()
+        self._writes.enqueue(pending)
 
     def settled(self) -> LoopFuture:
         """Answered once nothing is queued or being stored (used by an orderly shutdown)."""
-        waiter = LoopFuture()
-        if self._in_flight or self._pending:
-            self._settle_waiters.append(waiter)
-        else:
-            waiter.set(True)
-        return waiter
+        return self._writes.settled()
 
-    def _store_next(self) -> None:
-        if self._in_flight:
-            return  # its outcome calls again
-        down = self._storage_down()
-        if down and self._pending:
-            self._refuse_pending()
-        # A re-read after an uncertain write waits for the next send once the database failed.
-        if not (self._pending or (self._reconcile_needed and not down)):
-            waiters, self._settle_waiters = self._settle_waiters, []
-            for waiter in waiters:
-                waiter.set(True)
-            self._maybe_idle()
-            return
-        self._in_flight = True
-        if self._reconcile_needed:
-            self.run_io(self._storage_catch_up(), self._caught_up)
-            return
-        batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        self.run_io(
-            store_batch(self._storage, self.tenant_id, self.conversation_id, batch, self._last_seq + 1),
-            lambda outcome, error: self._stored(batch, outcome, error),
-        )
+    # What the write queue tells this actor (``actors.write_queue.WriteListener``).
 
-    def _stored(self, batch: list[PendingSend], outcome: BatchOutcome | None, error: BaseException | None) -> None:
-        self._in_flight = False
-        if error is not None:  # a bug in store_batch: refuse the batch, keep the actor
-            logger.error("storing a batch failed", exc_info=(type(error), error, error.__traceback__))
-            outcome = BatchOutcome(failed=[(pending, _storage_error(error)) for pending in batch], uncertain=True)
-        for pending, doc in outcome.stored:
-            self._last_seq = doc["seq"]
-            self._deliver(pending, doc)
-        for pending, doc in outcome.duplicates:
-            message = protocol.message_object(doc)
-            if pending.origin is not None:
-                pending.origin.send(protocol.event("new_message", pending.request_id, message=message))
-            if pending.reply is not None:
-                pending.reply.set((message, False))
-        for pending, failure in outcome.failed:
-            if pending.reply is not None:
-                pending.reply.set_exception((type(failure), failure, None))
-        if any(isinstance(failure, StorageUnavailable) for _, failure in outcome.failed):
-            self._storage_failed()
-        elif outcome.stored or outcome.duplicates:
-            self._storage_down_until = 0.0
-        if outcome.stored:
-            self._note_activity(outcome.stored[-1][1]["created_at"])
-        self._reconcile_needed = self._reconcile_needed or outcome.uncertain
-        self._store_next()
-
-    def _deliver(self, pending: PendingSend, doc: dict) -> None:
+    def _message_stored(self, pending: PendingSend, doc: dict) -> None:
         message = protocol.message_object(doc)
         self._publish("new_message", pending.origin, pending.request_id, message=message)
         if pending.reply is not None:
             pending.reply.set((message, True))
 
-    def _storage_catch_up(self) -> Awaitable[list[dict]]:
-        """After an uncertain write: what reached the database beyond our last seq."""
-        return self._storage.messages.page(
-            self.tenant_id, self.conversation_id, after_seq=self._last_seq, limit=0, newest_first=False
-        )
+    def _retry_answered(self, pending: PendingSend, doc: dict) -> None:
+        message = protocol.message_object(doc)
+        if pending.origin is not None:
+            pending.origin.send(protocol.event("new_message", pending.request_id, message=message))
+        if pending.reply is not None:
+            pending.reply.set((message, False))
 
-    def _caught_up(self, docs: list[dict] | None, error: BaseException | None) -> None:
-        self._in_flight = False
-        if error is not None:
-            logger.warning("still cannot read %s after a failed write: %s", self.conversation_id, error)
-            self._storage_failed()
-            self._refuse_pending()
-            self._store_next()
-            return
-        self._reconcile_needed = False
-        for doc in docs:
-            self._last_seq = doc["seq"]
-            self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
-        self._store_next()
+    def _found_after_failure(self, doc: dict) -> None:
+        self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
 
-    def _storage_down(self) -> bool:
-        return self._storage_down_until > 0.0 and loop().time() < self._storage_down_until
+    def _batch_stored(self, last_doc: dict) -> None:
+        self._note_activity(last_doc["created_at"])
 
-    def _storage_failed(self) -> None:
-        self._storage_down_until = loop().time() + STORAGE_RETRY_SECS
-
-    def _refuse_pending(self) -> None:
-        """Answer everything queued with storage_unavailable (nothing of it was stored)."""
-        pending, self._pending = self._pending, []
-        for item in pending:
-            if item.reply is not None:
-                item.reply.set_exception((StorageUnavailable, StorageUnavailable(), None))
-            else:
-                logger.warning("system message not stored in %s: %s", self.conversation_id, item.doc["content"])
+    def _queue_drained(self) -> None:
+        self._maybe_idle()
 
     def edit(self, principal: Principal, message_id: str, content: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
         self._authorize(Action.READ, principal)  # a missing message is named before any refusal
@@ -461,32 +367,18 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
     def typing(self, principal: Principal, is_typing: bool) -> None:
         # Stopping is always allowed to whoever may see the conversation: it only ever clears state.
         self._authorize(Action.TYPE if is_typing else Action.READ, principal)
-        self._set_typing(principal.user_id, is_typing)
+        self._typing.set(principal.user_id, is_typing)
 
-    def _set_typing(self, user_id: str, is_typing: bool) -> None:
-        """Announce changes only; a refresh just pushes the server-side expiry back."""
-        previous = self._typing.pop(user_id, None)
-        if previous is not None:
-            previous[1].cancel()
-        if is_typing:
-            token = next(self._typing_tokens)
-            timer = self.call_later(self._settings.typing_ttl_secs, lambda: self._typing_expired(user_id, token))
-            self._typing[user_id] = (token, timer)
-        if (previous is not None) != is_typing:
-            self._broadcast(
-                protocol.event("typing_indicator", conversation_id=self.conversation_id, user_id=user_id, is_typing=is_typing),
-                exclude_user=user_id,
-            )
-            self._maybe_idle()
-
-    def _typing_expired(self, user_id: str, token: int) -> None:
-        current = self._typing.get(user_id)
-        if current is not None and current[0] == token:
-            self._set_typing(user_id, False)
+    def _announce_typing(self, user_id: str, is_typing: bool) -> None:
+        self._broadcast(
+            protocol.event("typing_indicator", conversation_id=self.conversation_id, user_id=user_id, is_typing=is_typing),
+            exclude_user=user_id,
+        )
+        self._maybe_idle()
 
     def mark_read(self, principal: Principal, message_id: str | None, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
         self._authorize(Action.MARK_READ, principal)
-        last_seq = self._last_seq
+        last_seq = self._writes.last_seq
 
         async def work():
             if message_id is None:
@@ -628,7 +520,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                 if error is not None:
                     if on_error is not None:
                         on_error(error)
-                    raise _storage_error(error)
+                    raise storage_failure(error)
                 answer = then(result, None)
                 if isinstance(answer, LoopFuture):  # answered once a follow-up write is done
                     answer.forward_to(reply)
@@ -652,7 +544,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return reply
 
     def _is_busy(self) -> bool:
-        return bool(self._subscribers or self._pending or self._in_flight or self._busy or self._typing)
+        return bool(self._subscribers or self._writes.busy or self._busy or self._typing)
 
     def _note_activity(self, at) -> None:
         """Record the last activity for conversation lists about once per ACTIVITY_WRITE_SECS
@@ -678,6 +570,4 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
     def _cancel_timers(self) -> None:
         self._cancel_idle()
-        for _, timer in self._typing.values():
-            timer.cancel()
         self._typing.clear()
