@@ -1,4 +1,8 @@
-"""One actor per active conversation: membership, joined sockets, typing and ordered delivery.
+"""One actor per active conversation: joined sockets, messages, reactions, typing, receipts.
+
+Its other parts live beside it: the ordered write queue (``write_queue``), typing timers
+(``typing``), membership and details (``membership``), the conversation document's writes
+(``conversation_doc``) and answering after I/O (``answers``).
 
 All methods run on the loop thread, one message at a time (``actors.runtime``). Methods
 that need the database start the I/O with ``run_io`` and answer through a ``LoopFuture``;
@@ -8,32 +12,29 @@ a time, and broadcast strictly in ``seq`` order once stored.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actors import protocol
+from actors.answers import AnswersAfterIO
+from actors.conversation_doc import ConversationDocument
 from actors.delivery import PendingSend
-from actors.errors import ChatError, Conflict, Forbidden, InvalidMessage, NotFound, StorageUnavailable
+from actors.errors import Conflict, InvalidMessage, NotFound, StorageUnavailable
+from actors.history import message_objects
 from actors.idle import RetiresWhenIdle
-from actors.policy import Action, authorize, authorize_removal
+from actors.membership import ManagesMembership
+from actors.policy import Action, authorize
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
-from actors.write_queue import OrderedWriteQueue, storage_failure
+from actors.write_queue import OrderedWriteQueue
 from config import Settings
 from storage import Storage
-from storage.reactions import summarize
 
 logger = logging.getLogger(__name__)
 
-# mongomock scans the whole collection for every update, so on the embedded database the
-# conversation's last activity is written less often than ACTIVITY_WRITE_SECS asks.
-EMBEDDED_ACTIVITY_WRITE_SECS = 30.0
 
 
 @dataclasses.dataclass
@@ -54,7 +55,7 @@ async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> 
     return ConversationState(conversation, {p["user_id"]: p["role"] for p in participants}, last_seq)
 
 
-class ConversationActor(RetiresWhenIdle, LoopActor):
+class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
         super().__init__()
         self._directory = directory
@@ -68,10 +69,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._catching_up: dict[str, list[bytes]] = {}  # conn_id -> live events held during replay
         self._typing = TypingState(settings.typing_ttl_secs, self.call_later, self._announce_typing)
         self._writes = OrderedWriteQueue(storage, self.tenant_id, self.conversation_id, state.last_seq, self.run_io, self)
-        self._busy = 0
-        self._activity_at = None  # newest stored message time not yet written to the conversation
-        self._activity_timer = None
-        self._last_doc_write: asyncio.Future | None = None
+        self._document = ConversationDocument(storage, settings, self.tenant_id, self.conversation_id, self)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -88,9 +86,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
     def on_stop(self) -> None:
         self._cancel_timers()
-        if self._activity_timer is not None:
-            self._activity_timer.cancel()
-            self._flush_activity()
+        self._document.flush_activity()
 
     # --- access ------------------------------------------------------------------------
 
@@ -120,10 +116,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
             docs = await self._storage.messages.page(
                 self.tenant_id, self.conversation_id, after_seq=since_seq, before_seq=upto + 1, limit=limit + 1, newest_first=False
             )
-            if len(docs) > limit:
-                return None
-            reactions = await self._storage.reactions.of_messages(self.tenant_id, [doc["_id"] for doc in docs])
-            return docs, summarize(reactions)
+            return None if len(docs) > limit else await message_objects(self._storage, self.tenant_id, docs)
 
         def replay_failed(error: BaseException) -> None:
             self._catching_up.pop(conn.conn_id, None)
@@ -145,10 +138,9 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
                     )
                 )
             else:
-                docs, reactions = result
-                for doc in docs:
-                    conn.send(protocol.event("new_message", message=protocol.message_object(doc, reactions.get(doc["_id"]))))
-                replayed = len(docs)
+                for message in result:
+                    conn.send(protocol.event("new_message", message=message))
+                replayed = len(result)
             for data in held:
                 conn.send(data)
             return replayed
@@ -262,7 +254,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
 
     def _batch_stored(self, last_doc: dict) -> None:
-        self._note_activity(last_doc["created_at"])
+        self._document.note_activity(last_doc["created_at"])
 
     def _queue_drained(self) -> None:
         self._maybe_idle()
@@ -314,8 +306,7 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
         return doc
 
     async def _with_reactions(self, doc: dict) -> dict:
-        reactions = await self._storage.reactions.of_messages(self.tenant_id, [doc["_id"]])
-        return protocol.message_object(doc, summarize(reactions).get(doc["_id"]))
+        return (await message_objects(self._storage, self.tenant_id, [doc]))[0]
 
     # --- reactions, typing, receipts -----------------------------------------------------
 
@@ -403,166 +394,10 @@ class ConversationActor(RetiresWhenIdle, LoopActor):
 
         return self._io(work(), marked)
 
-    # --- membership and details (REST) -----------------------------------------------------
-
-    def add_participant(self, principal: Principal, user_id: str, role: str) -> LoopFuture:
-        self._authorize(Action.MANAGE_PARTICIPANTS, principal)
-
-        def added(result, error):
-            participant, is_new = result
-            if not is_new:
-                return participant, is_new
-            self._members[user_id] = participant["role"]
-            text = f"{principal.user_id} added {user_id}"
-            return self._post_system(principal, text, (participant, is_new), event="participant_added", user_id=user_id)
-
-        return self._io(self._storage.participants.add(self.tenant_id, self.conversation_id, user_id, role), added)
-
-    def remove_participant(self, principal: Principal, user_id: str) -> LoopFuture:
-        leaving = user_id == principal.user_id
-        if leaving:
-            if user_id not in self._members:
-                raise NotFound("Conversation not found")
-        else:
-            actor_role = self._authorize(Action.MANAGE_PARTICIPANTS, principal)
-            target_role = self._members.get(user_id)
-            if target_role is None:
-                raise NotFound("Participant not found")
-            authorize_removal(principal, actor_role, target_role)
-        if self._conversation["type"] == "direct":
-            raise Forbidden("A direct conversation has exactly two participants")
-
-        def removed(was_there, error):
-            if not was_there:
-                raise NotFound("Participant not found")
-            self._members.pop(user_id, None)
-            kind = "participant_left" if leaving else "participant_removed"
-            text = f"{user_id} left" if leaving else f"{principal.user_id} removed {user_id}"
-            for conn in [c for c in self._subscribers.values() if c.principal.user_id == user_id]:
-                self.leave(conn)
-            return self._post_system(principal, text, True, event=kind, user_id=user_id)
-
-        return self._io(self._storage.participants.remove(self.tenant_id, self.conversation_id, user_id), removed)
-
-    def update_details(self, principal: Principal, changes: dict) -> LoopFuture:
-        self._authorize(Action.UPDATE_CONVERSATION, principal)
-        old_title = self._conversation.get("title")
-
-        def updated(conversation, error):
-            if conversation is None:
-                raise NotFound("Conversation not found")
-            self._conversation = conversation
-            self._broadcast(protocol.event("conversation_updated", conversation=protocol.conversation_object(conversation)))
-            if conversation.get("title") == old_title:
-                return conversation
-            return self._post_system(
-                principal,
-                f"{principal.user_id} changed the title to {conversation.get('title')!r}",
-                conversation,
-                event="title_changed",
-                title=conversation.get("title"),
-            )
-
-        update = self._storage.conversations.update
-        return self._io(self._doc_write(lambda: update(self.tenant_id, self.conversation_id, changes)), updated)
-
-    def delete_conversation(self, principal: Principal) -> LoopFuture:
-        self._authorize(Action.DELETE_CONVERSATION, principal)
-        tenant_id, conversation_id = self.tenant_id, self.conversation_id
-
-        async def work():
-            await self._storage.conversations.delete(tenant_id, conversation_id)
-            await self._storage.participants.remove_all(tenant_id, conversation_id)
-            await self._storage.messages.delete_conversation(tenant_id, conversation_id)
-            await self._storage.reactions.delete_conversation(tenant_id, conversation_id)
-            await self._storage.files.delete_conversation(tenant_id, conversation_id)
-
-        def deleted(result, error):
-            self._broadcast(protocol.event("conversation_deleted", conversation_id=conversation_id))
-            self._subscribers.clear()
-            self._retire()
-            return True
-
-        return self._io(work(), deleted)
-
-    def _doc_write(self, start: Callable[[], Awaitable[Any]]) -> asyncio.Future:
-        """Writes to the conversation's document, one after another: concurrent updates of one
-        document can lose one of them on some MongoDB-compatible servers (FerretDB)."""
-        previous = self._last_doc_write
-
-        async def write():
-            if previous is not None and not previous.done():
-                await asyncio.wait([previous])
-            return await start()
-
-        self._last_doc_write = task = asyncio.ensure_future(write())
-        return task
-
-    # --- plumbing --------------------------------------------------------------------------
-
-    def _io(
-        self,
-        awaitable: Awaitable[Any],
-        then: Callable[[Any, BaseException | None], Any],
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> LoopFuture:
-        """Run I/O, then ``then(result, None)`` as a message; its return value (or error) is the answer.
-
-        A failed I/O skips ``then``: ``on_error`` undoes what the call had already changed.
-        """
-        reply = LoopFuture()
-        self._busy += 1
-        self._cancel_idle()
-
-        def done(result, error):
-            self._busy -= 1
-            try:
-                if error is not None:
-                    if on_error is not None:
-                        on_error(error)
-                    raise storage_failure(error)
-                answer = then(result, None)
-                if isinstance(answer, LoopFuture):  # answered once a follow-up write is done
-                    answer.forward_to(reply)
-                else:
-                    reply.set(answer)
-            except ChatError:
-                reply.set_exception()
-            except Exception:
-                logger.exception("failed in %s", self)
-                reply.set_exception((ChatError, ChatError(), None))
-            finally:
-                self._maybe_idle()
-
-        self.run_io(awaitable, done)
-        return reply
-
-    @staticmethod
-    def _answered(value: Any) -> LoopFuture:
-        reply = LoopFuture()
-        reply.set(value)
-        return reply
+    # --- lifetime --------------------------------------------------------------------------
 
     def _is_busy(self) -> bool:
         return bool(self._subscribers or self._writes.busy or self._busy or self._typing)
-
-    def _note_activity(self, at) -> None:
-        """Record the last activity for conversation lists about once per ACTIVITY_WRITE_SECS
-        (and when the actor stops): a write per stored batch cost as much as storing the batch.
-        The delay is jittered so that conversations started together do not all write at once."""
-        first = self._activity_at is None
-        self._activity_at = at
-        if first:
-            every = self._settings.activity_write_secs
-            if self._settings.uses_embedded_database:
-                every = max(every, EMBEDDED_ACTIVITY_WRITE_SECS)
-            self._activity_timer = self.call_later(every * random.uniform(0.5, 1.5), self._flush_activity)
-
-    def _flush_activity(self) -> None:
-        at, self._activity_at, self._activity_timer = self._activity_at, None, None
-        if at is not None:
-            touch = self._storage.conversations.touch
-            self.write_in_background(self._doc_write(lambda: touch(self.tenant_id, self.conversation_id, at)), "last activity")
 
     def _retire(self) -> None:
         self._directory.forget_conversation(self.key, self.actor_ref)

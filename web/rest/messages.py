@@ -14,19 +14,13 @@ to the older neighbour page (``before=<first seq>``) and ``previous`` to the new
 
 from __future__ import annotations
 
-from actors import protocol
 from actors.conversation import ConversationActor
 from actors.errors import NotFound
-from storage.reactions import summarize
+from actors.history import message_objects
 from web.rest.base import ApiHandler, authorize_conversation
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
-
-
-async def messages_with_reactions(ctx, tenant_id: str, docs: list[dict]) -> list[dict]:
-    reactions = summarize(await ctx.storage.reactions.of_messages(tenant_id, [doc["_id"] for doc in docs]))
-    return [protocol.message_object(doc, reactions.get(doc["_id"])) for doc in docs]
 
 
 class MessagesHandler(ApiHandler):
@@ -65,7 +59,7 @@ class MessagesHandler(ApiHandler):
             older = more_beyond
             newer = before is not None and await exists(after_seq=newer_than)
         self.respond_page(
-            await messages_with_reactions(self.ctx, tenant_id, docs),
+            await message_objects(self.ctx.storage, tenant_id, docs),
             self.page_url(limit=limit, before=older_than) if older else None,
             self.page_url(limit=limit, after=newer_than) if newer else None,
         )
@@ -76,7 +70,7 @@ class MessagesHandler(ApiHandler):
         await authorize_conversation(self.ctx, self.principal, conversation_id)
         message, created = await self.ctx.directory.call(self.tenant_id, conversation_id, ConversationActor.send, self.principal, body)
         if not created:
-            message = (await messages_with_reactions(self.ctx, self.tenant_id, [await self._stored(message)]))[0]
+            message = (await message_objects(self.ctx.storage, self.tenant_id, [await self._stored(message)]))[0]
         self.respond(message, 201 if created else 200)
 
     async def _stored(self, message: dict) -> dict:
@@ -92,7 +86,7 @@ class MessageHandler(ApiHandler):
         doc = await self.ctx.storage.messages.get(self.tenant_id, message_id)
         if doc is None or doc["conversation_id"] != conversation_id:
             raise NotFound("Message not found")
-        self.respond((await messages_with_reactions(self.ctx, self.tenant_id, [doc]))[0])
+        self.respond((await message_objects(self.ctx.storage, self.tenant_id, [doc]))[0])
 
     async def put(self, conversation_id: str, message_id: str) -> None:
         """The sender edits the content; ``message_updated`` goes to the members."""
