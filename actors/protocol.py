@@ -7,6 +7,8 @@ Limits come from ``Settings``, so the schemas are built per ``Protocol`` instanc
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import re
 from typing import Any
 
@@ -104,6 +106,20 @@ class _Base(Schema):
         unknown = RAISE
 
 
+class Rate(enum.Enum):
+    """What a client message draws from besides the per-socket frame limit."""
+
+    WRITE = "write"  # the user's write bucket (RATE_LIMIT_PER_SEC)
+    READ = "read"  # the user's read budget (READ_ROWS_PER_SEC), paid by the rows it sends
+    FREE = "free"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientMessage:
+    schema: Schema
+    rate: Rate
+
+
 class Protocol:
     """The schemas with this deployment's limits, and the frame parser."""
 
@@ -135,21 +151,34 @@ class Protocol:
                 spec["_check"] = validates_schema(lambda self, data, **kw: check_message(data))
             return type(name, (_Base,), spec)()
 
-        self.client_messages: dict[str, Schema] = {
-            "join_conversation": schema("JoinConversation", {**conversation, "since_seq": _Seq(load_default=None)}),
-            "leave_conversation": schema("LeaveConversation", conversation),
-            "send_message": schema("SendMessage", {**conversation, **message_body}, checked=True),
-            "edit_message": schema("EditMessage", {"message_id": _identifier(required=True), "content": content}),
-            "delete_message": schema("DeleteMessage", {"message_id": _identifier(required=True)}),
-            "start_typing": schema("StartTyping", conversation),
-            "stop_typing": schema("StopTyping", conversation),
-            "add_reaction": schema("AddReaction", {"message_id": _identifier(required=True), "emoji": emoji}),
-            "remove_reaction": schema("RemoveReaction", {"message_id": _identifier(required=True), "emoji": emoji}),
-            "mark_read": schema("MarkRead", {**conversation, "message_id": _identifier(load_default=None)}),
-            "update_presence": schema(
-                "UpdatePresence", {"status": fields.String(required=True, validate=validate.OneOf(PRESENCE_STATUSES))}
+        # Every client message type, declared once: its fields and what it costs (``Rate``). Its
+        # handler (web/websocket.py) names the type it serves.
+        self.client_messages: dict[str, ClientMessage] = {
+            "join_conversation": ClientMessage(
+                schema("JoinConversation", {**conversation, "since_seq": _Seq(load_default=None)}), Rate.READ
             ),
-            "ping": schema("Ping", {}),
+            "leave_conversation": ClientMessage(schema("LeaveConversation", conversation), Rate.FREE),
+            "send_message": ClientMessage(schema("SendMessage", {**conversation, **message_body}, checked=True), Rate.WRITE),
+            "edit_message": ClientMessage(
+                schema("EditMessage", {"message_id": _identifier(required=True), "content": content}), Rate.WRITE
+            ),
+            "delete_message": ClientMessage(schema("DeleteMessage", {"message_id": _identifier(required=True)}), Rate.WRITE),
+            "start_typing": ClientMessage(schema("StartTyping", conversation), Rate.WRITE),
+            "stop_typing": ClientMessage(schema("StopTyping", conversation), Rate.WRITE),
+            "add_reaction": ClientMessage(
+                schema("AddReaction", {"message_id": _identifier(required=True), "emoji": emoji}), Rate.WRITE
+            ),
+            "remove_reaction": ClientMessage(
+                schema("RemoveReaction", {"message_id": _identifier(required=True), "emoji": emoji}), Rate.WRITE
+            ),
+            "mark_read": ClientMessage(
+                schema("MarkRead", {**conversation, "message_id": _identifier(load_default=None)}), Rate.WRITE
+            ),
+            "update_presence": ClientMessage(
+                schema("UpdatePresence", {"status": fields.String(required=True, validate=validate.OneOf(PRESENCE_STATUSES))}),
+                Rate.WRITE,
+            ),
+            "ping": ClientMessage(schema("Ping", {}), Rate.FREE),
         }
 
         self.rest_bodies: dict[str, Schema] = {
@@ -237,14 +266,14 @@ class Protocol:
         kind = frame.pop("type", None)
         if not isinstance(kind, str):
             raise InvalidMessage("The frame needs a string 'type'", {"type": ["Missing or not a string."]}, request_id=request_id)
-        schema = self.client_messages.get(kind)
-        if schema is None:
+        message = self.client_messages.get(kind)
+        if message is None:
             raise InvalidMessage(
                 f"Unknown message type {kind[:64]!r}",
                 {"type": [f"Must be one of: {', '.join(self.client_messages)}."]},
                 request_id=request_id,
             )
-        return kind, load(schema, frame, request_id=request_id), request_id
+        return kind, load(message.schema, frame, request_id=request_id), request_id
 
     def load_body(self, name: str, body: Any) -> dict:
         if not isinstance(body, dict):

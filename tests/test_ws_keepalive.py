@@ -12,7 +12,7 @@ import websockets
 from actors import protocol
 from tests.support.client import make_token
 from tests.support.rawws import RawWebSocket
-from web.websocket import COMMANDS, ChatSocket
+from web.websocket import HANDLERS, ChatSocket
 
 KEEPALIVE_INTERVAL_SECS = 0.5
 KEEPALIVE_FOR_SECS = 5.0
@@ -73,8 +73,8 @@ def test_raw_ping_frame_payload_comes_back_in_the_pong(server, tenant):
 def test_every_client_message_has_one_handler_that_no_tornado_hook_shares(server):
     from config import load_settings
 
-    assert set(COMMANDS) == set(protocol.Protocol(load_settings({})).client_messages)
+    assert set(HANDLERS) == set(protocol.Protocol(load_settings({})).client_messages)
     tornado_names = set(dir(tornado.websocket.WebSocketHandler))
-    for kind, command in COMMANDS.items():
-        assert command.handler.__name__ not in tornado_names, kind
-        assert getattr(ChatSocket, command.handler.__name__) is command.handler
+    for kind, handler in HANDLERS.items():
+        assert handler.__name__ not in tornado_names, kind
+        assert getattr(ChatSocket, handler.__name__) is handler

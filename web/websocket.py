@@ -1,6 +1,6 @@
 """The WebSocket gateway: authenticate, parse each frame, route it to the right actor.
 
-Handlers stay thin: a frame's ``type`` maps to one handler through ``COMMANDS`` (the
+Handlers stay thin: a frame's ``type`` maps to one handler through ``HANDLERS`` (the
 protocol refuses every other type), and every failure becomes an ``error`` event on a
 socket that stays open. Only floods (4429) and slow readers (4408) get the socket closed.
 
@@ -15,7 +15,6 @@ import logging
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import tornado.websocket
@@ -24,6 +23,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from actors import protocol
 from actors.conversation import ConversationActor
 from actors.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
+from actors.protocol import Rate
 from actors.tenant import TenantActor
 from storage.clock import new_id
 from storage.errors import StorageError
@@ -46,23 +46,17 @@ CLOSE_FLOOD = 4429
 FRAME_RATE_FACTOR = 5
 
 
-@dataclass(frozen=True)
-class Command:
-    """How a client message type is served: its handler, and whether it draws from the user's write bucket."""
-
-    handler: Callable[..., Awaitable[None]]
-    writes: bool
+# The handler of each client message type; the type itself (fields, rate) is declared in
+# ``actors.protocol``, and tests/test_ws_keepalive.py checks that every type has one handler.
+HANDLERS: dict[str, Callable[..., Awaitable[None]]] = {}
 
 
-COMMANDS: dict[str, Command] = {}
-
-
-def command(kind: str, *, writes: bool) -> Callable:
+def handles(kind: str) -> Callable:
     """Register the decorated ``ChatSocket`` method as the handler of client messages of ``kind``."""
 
     def register(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        assert kind not in COMMANDS, kind
-        COMMANDS[kind] = Command(handler, writes)
+        assert kind not in HANDLERS, kind
+        HANDLERS[kind] = handler
         return handler
 
     return register
@@ -200,12 +194,14 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         try:
             self._admit_frame()
             kind, data, request_id = self.ctx.protocol.parse_frame(raw)
-            command = COMMANDS[kind]
-            if command.writes:
+            rate = self.ctx.protocol.client_messages[kind].rate
+            if rate is Rate.WRITE:
                 if self.ctx.shutting_down:  # what is already queued is being stored; nothing new
                     raise ShuttingDown()
                 self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
-            await command.handler(self, request_id=request_id, **data)
+            elif rate is Rate.READ:
+                self.ctx.reads.admit(self.principal.tenant_id, self.principal.user_id)  # the handler pays
+            await HANDLERS[kind](self, request_id=request_id, **data)
         except RateLimited as error:
             self.send(protocol.error_event(error, request_id))
             if self._strikes.take(time.monotonic()):
@@ -233,68 +229,66 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
             raise NotFound("Message not found")
         return doc["conversation_id"]
 
-    @command("join_conversation", writes=False)
+    @handles("join_conversation")
     async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
-        reads, tenant_id, user_id = self.ctx.reads, self.principal.tenant_id, self.principal.user_id
-        reads.admit(tenant_id, user_id)
         replayed = await self._call(conversation_id, ConversationActor.join, self, since_seq, request_id)
-        reads.charge(tenant_id, user_id, replayed)
+        self.ctx.reads.charge(self.principal.tenant_id, self.principal.user_id, replayed)
         if not self._registered:  # closed while the join was under way
             self.ctx.directory.tell(self.principal.tenant_id, conversation_id, ConversationActor.drop, self)
             return
         self.joined.add(conversation_id)
         self.ctx.directory.tell_tenant(self.principal.tenant_id, TenantActor.set_current_conversation, self.principal.user_id, conversation_id)
 
-    @command("leave_conversation", writes=False)
+    @handles("leave_conversation")
     async def handle_leave_conversation(self, conversation_id: str, request_id: Any) -> None:
         if conversation_id not in self.joined:
             raise NotFound("Not joined to this conversation")
         self.joined.discard(conversation_id)
         await self._call(conversation_id, ConversationActor.leave, self, request_id)
 
-    @command("send_message", writes=True)
+    @handles("send_message")
     async def handle_send_message(self, conversation_id: str, request_id: Any, **body: Any) -> None:
         await self._call(conversation_id, ConversationActor.send, self.principal, body, self, request_id)
 
-    @command("edit_message", writes=True)
+    @handles("edit_message")
     async def handle_edit_message(self, message_id: str, content: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, ConversationActor.edit, self.principal, message_id, content, self, request_id)
 
-    @command("delete_message", writes=True)
+    @handles("delete_message")
     async def handle_delete_message(self, message_id: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, ConversationActor.delete, self.principal, message_id, self, request_id)
 
-    @command("add_reaction", writes=True)
+    @handles("add_reaction")
     async def handle_add_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, ConversationActor.react, self.principal, message_id, emoji, self, request_id)
 
-    @command("remove_reaction", writes=True)
+    @handles("remove_reaction")
     async def handle_remove_reaction(self, message_id: str, emoji: str, request_id: Any) -> None:
         conversation_id = await self._conversation_of(message_id)
         await self._call(conversation_id, ConversationActor.unreact, self.principal, message_id, emoji, self, request_id)
 
-    @command("start_typing", writes=True)
+    @handles("start_typing")
     async def handle_start_typing(self, conversation_id: str, request_id: Any) -> None:
         await self._call(conversation_id, ConversationActor.typing, self.principal, True)
         self.typing_in.add(conversation_id)
 
-    @command("stop_typing", writes=True)
+    @handles("stop_typing")
     async def handle_stop_typing(self, conversation_id: str, request_id: Any) -> None:
         self.typing_in.discard(conversation_id)
         await self._call(conversation_id, ConversationActor.typing, self.principal, False)
 
-    @command("mark_read", writes=True)
+    @handles("mark_read")
     async def handle_mark_read(self, conversation_id: str, message_id: str | None, request_id: Any) -> None:
         await self._call(conversation_id, ConversationActor.mark_read, self.principal, message_id, self, request_id)
 
-    @command("update_presence", writes=True)
+    @handles("update_presence")
     async def handle_update_presence(self, status: str, request_id: Any) -> None:
         await self.ctx.directory.call_tenant(self.principal.tenant_id, TenantActor.set_status, self.principal, status, self, request_id)
 
-    @command("ping", writes=False)
+    @handles("ping")
     async def handle_ping(self, request_id: Any) -> None:
         self.send(protocol.event("pong", request_id))
 
