@@ -188,11 +188,12 @@ async def test_a_failed_write_refuses_its_batch_and_further_sends_for_a_while(mo
     assert refusal(failed) is StorageUnavailable
     assert h.queue.storage_down()
 
-    h.clock.now += STORAGE_RETRY_SECS * 0.99
+    failed_at = h.clock.now
+    h.clock.now = failed_at + STORAGE_RETRY_SECS - 0.001
     during = h.send("too soon")
     assert refusal(during) is StorageUnavailable and not h.io.started, "refused without trying the database"
 
-    h.clock.now += STORAGE_RETRY_SECS * 0.01
+    h.clock.now = failed_at + STORAGE_RETRY_SECS
     assert not h.queue.storage_down()
     h.send("retried")
     await h.finish_all()
