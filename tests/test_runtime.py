@@ -8,7 +8,8 @@ import threading
 import pykka
 import pytest
 
-from actors.runtime import LoopActor, LoopFuture, bind_loop
+from actors.runtime import LoopActor, LoopFuture
+from tests.support.loop import on_loop
 
 
 class Counter(LoopActor):
@@ -51,22 +52,6 @@ class Counter(LoopActor):
 
     def fail_in_method(self):
         raise KeyError("nope")
-
-
-def on_loop(test):
-    """Host actors on the test's own loop, and stop every one before that loop closes."""
-
-    async def run():
-        bind_loop()
-        try:
-            await test()
-        finally:
-            stopping = [ref.stop(block=False) for ref in pykka.ActorRegistry.get_all()]
-            for stopped in stopping:
-                await stopped
-
-    run.__name__ = test.__name__
-    return run
 
 
 @on_loop
