@@ -12,7 +12,9 @@ import time
 import tornado.httpclient
 import tornado.websocket
 
-DEFAULT_WAIT_SECS = 5.0
+# How long to wait for an event that will come. Generous, so a loaded machine never fails a
+# test: a wait ends as soon as the event arrives, and this bound only matters when it never does.
+DEFAULT_WAIT_SECS = 30.0
 _ids = itertools.count(1)
 
 
@@ -105,7 +107,11 @@ class Socket:
         return await self.next(expect, request_id=request_id)
 
     async def quiet(self, secs: float = 0.3) -> list[dict]:
-        """Events that arrive within ``secs`` (used to show that something did NOT arrive)."""
+        """Events that arrive within ``secs`` (used to show that something did NOT arrive).
+
+        Call it after a barrier, an event that the unwanted one would come before or with, so
+        that the check does not hang on the window being long enough on a slow machine.
+        """
         seen_before = len(self.events)
         deadline = asyncio.get_running_loop().time() + secs
         while not self.closed:

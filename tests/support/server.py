@@ -79,7 +79,7 @@ class ServerProcess:
     def health(self) -> dict:
         import json
 
-        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=5) as response:
+        with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=30) as response:
             return json.loads(response.read())
 
     def stop(self, timeout_secs: float = 15.0) -> int:
@@ -98,8 +98,10 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def log(self) -> str:
+    def log(self, tail: int | None = 5000) -> str:
+        """The log's last ``tail`` characters (all of it with None)."""
         try:
-            return self.log_path.read_text(errors="replace")[-5000:]
+            text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+        return text[-tail:] if tail else text
