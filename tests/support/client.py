@@ -86,7 +86,8 @@ class Socket:
                 return event
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.closed:
-                raise AssertionError(f"no {kind} {match} within {timeout}s; saw {[e.get('type') for e in self.events]}")
+                why = f"the socket closed ({self.conn.close_code} {self.conn.close_reason})" if self.closed else f"{timeout}s passed"
+                raise AssertionError(f"no {kind} {match}: {why}; saw {[e.get('type') for e in self.events]}")
             await self._read_some(remaining)
 
     async def _read_some(self, timeout: float) -> None:
@@ -100,11 +101,11 @@ class Socket:
             except asyncio.TimeoutError:
                 pass
 
-    async def request(self, kind: str, expect: str | None = None, **fields: Any) -> dict:
+    async def request(self, kind: str, expect: str | None = None, *, timeout: float = DEFAULT_WAIT_SECS, **fields: Any) -> dict:
         """Send a frame with a fresh request_id and return the event that answers it."""
         request_id = unique("req")
         self.send_type(kind, request_id=request_id, **fields)
-        return await self.next(expect, request_id=request_id)
+        return await self.next(expect, request_id=request_id, timeout=timeout)
 
     async def quiet(self, secs: float = 0.3) -> list[dict]:
         """Events that arrive within ``secs`` (used to show that something did NOT arrive).
