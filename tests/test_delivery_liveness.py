@@ -68,8 +68,8 @@ async def test_refreshing_typing_keeps_it_on_without_repeats(people):
     alice, bob, conv, a, b = await _pair(people)
     b.send_type("start_typing", conversation_id=conv)
     await a.next("typing_indicator", is_typing=True)
-    for _ in range(2):  # refreshed before it expires: on for 1.5 times the TTL
-        events = await a.quiet(TYPING_TTL_SECS * 0.75)
+    for _ in range(3):  # refreshed at half the TTL, well before it expires: on for 1.5 times the TTL
+        events = await a.quiet(TYPING_TTL_SECS * 0.5)
         assert not [e for e in events if e["type"] == "typing_indicator"], "a refresh announces nothing"
         b.send_type("start_typing", conversation_id=conv)
     started = now()
