@@ -248,7 +248,7 @@ async def test_hung_database_times_out_and_recovers(chat_on_ferretdb, ferretdb):
     try:
         # No answer within 2 x MONGODB_TIMEOUT_MS (socketTimeoutMS) fails an operation; the driver
         # may retry it once. All of it well within the keepalive, so the socket stays open.
-        answer = await a.next(request_id=_fire(a, conv, "h-1"))
+        answer = await a.next(request_id=_fire(a, conv, "h-1"), timeout=8)
         assert answer["type"] == "error" and answer["code"] == "storage_unavailable", answer
         assert not a.closed
     finally:

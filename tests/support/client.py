@@ -111,7 +111,7 @@ class Socket:
         """Events that arrive within ``secs`` (used to show that something did NOT arrive).
 
         Call it after a barrier, an event that the unwanted one would come before or with, so
-        that the check does not hang on the window being long enough on a slow machine.
+        that how long the window lasts on a slow machine does not decide the check.
         """
         seen_before = len(self.events)
         deadline = asyncio.get_running_loop().time() + secs
