@@ -10,11 +10,12 @@ import asyncio
 import inspect
 import os
 import tempfile
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.support.client import User, unique
-from tests.support.ferretdb import FerretDB, find_ferretdb_binary
+from tests.support.ferretdb import DEFAULT_BINARY, FerretDB, find_ferretdb_binary
 from tests.support.server import ServerProcess
 
 
@@ -27,11 +28,42 @@ def pytest_pyfunc_call(pyfuncitem):
     return None
 
 
+def _mongodb_source() -> str | None:
+    """What the MongoDB tier runs against (``MONGODB_URI`` first, then a built FerretDB), or None."""
+    uri = os.environ.get("MONGODB_URI")
+    if uri:
+        parts = urlsplit(uri)
+        if parts.password:  # the header goes into CI logs
+            parts = parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}")
+        return f"{urlunsplit(parts)} (MONGODB_URI)"
+    binary = find_ferretdb_binary()
+    return f"FerretDB {binary}" if binary else None
+
+
 def _backends() -> list[str]:
-    backends = ["mock"]
-    if os.environ.get("MONGODB_URI") or find_ferretdb_binary():
-        backends.append("mongodb")
-    return backends
+    return ["mock", "mongodb"] if _mongodb_source() else ["mock"]
+
+
+def _tier_lines() -> list[str]:
+    source = _mongodb_source()
+    if source:
+        return [f"database tiers: embedded, mongodb: {source}"]
+    places = f"FERRETDB_BIN={os.environ['FERRETDB_BIN']}" if os.environ.get("FERRETDB_BIN") else "FERRETDB_BIN (unset)"
+    return [
+        "database tiers: embedded only",
+        f"mongodb tier skipped: no MONGODB_URI and no FerretDB binary at {places} or {DEFAULT_BINARY}; "
+        "build one with `bash .ci/build-ferretdb.sh` or set MONGODB_URI",
+    ]
+
+
+def pytest_report_header(config) -> list[str]:
+    return _tier_lines()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say it again at the end when a tier was skipped: ``-q`` hides the header."""
+    if _mongodb_source() is None:
+        terminalreporter.write_line(_tier_lines()[1], yellow=True)
 
 
 @pytest.fixture(scope="session")

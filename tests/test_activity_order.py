@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.support.client import DEFAULT_WAIT_SECS
+
 
 async def test_list_order_follows_activity_once_written(server, users):
     alice, bob = users("alice", "bob")
@@ -12,7 +14,7 @@ async def test_list_order_follows_activity_once_written(server, users):
     a = await alice.socket()
     await a.request("send_message", "new_message", conversation_id=older, content="bump")
     a.close()
-    deadline = asyncio.get_running_loop().time() + 10
+    deadline = asyncio.get_running_loop().time() + DEFAULT_WAIT_SECS
     while True:  # the test server retires idle actors after 0.5 s, which writes the activity
         status, body = await alice.api.get("conversations/")
         assert status == 200

@@ -11,9 +11,14 @@ from tests.support.server import ServerProcess
 
 CONVERSATIONS = 1000
 CONCURRENCY = 100
+# A hundred flows in flight queue up at the server (a socket's frames are handled one at a time):
+# on a loaded machine one step of a flow can wait far longer than the usual bound, a pong longer
+# than the test servers' heartbeat allows, and the whole test longer than the per-test timeout.
+STEP_WAIT_SECS = 120
+TEST_TIMEOUT_SECS = 900
 
 
-async def wait_for_health(server, predicate, timeout: float = 20.0) -> dict:
+async def wait_for_health(server, predicate, timeout: float = 30.0) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         health = await asyncio.to_thread(server.health)
@@ -27,11 +32,12 @@ async def wait_for_health(server, predicate, timeout: float = 20.0) -> dict:
 @pytest.fixture(scope="module")
 def embedded_server():
     """Its own server on the embedded DB: this is about actors and threads, not the database."""
-    proc = ServerProcess().start()
+    proc = ServerProcess(env={"HEARTBEAT_INTERVAL_SECS": str(STEP_WAIT_SECS), "HEARTBEAT_TIMEOUT_SECS": str(STEP_WAIT_SECS)}).start()
     yield proc
     proc.stop()
 
 
+@pytest.mark.timeout(TEST_TIMEOUT_SECS)
 async def test_thousand_conversations_used_once_then_actors_and_threads_fall_back(embedded_server):
     server = embedded_server
     tenant = unique("tenant")
@@ -47,9 +53,9 @@ async def test_thousand_conversations_used_once_then_actors_and_threads_fall_bac
         async with semaphore:
             conv = await alice.create_conversation("group", [bob], title=f"c{n}")
             sock = sockets[n % len(sockets)]
-            await sock.request("join_conversation", "conversation_joined", conversation_id=conv)
-            await sock.request("send_message", "new_message", conversation_id=conv, content=f"hello {n}")
-            await sock.request("leave_conversation", "conversation_left", conversation_id=conv)
+            await sock.request("join_conversation", "conversation_joined", conversation_id=conv, timeout=STEP_WAIT_SECS)
+            await sock.request("send_message", "new_message", conversation_id=conv, content=f"hello {n}", timeout=STEP_WAIT_SECS)
+            await sock.request("leave_conversation", "conversation_left", conversation_id=conv, timeout=STEP_WAIT_SECS)
 
     async def watch() -> None:
         while True:

@@ -18,6 +18,8 @@ OUTBOUND_BUFFER_BYTES = 65536
 EDITS = 1500
 CHUNK = 50
 CONTENT_CHARS = 3900  # ~4 KB frames: 6 MB to each reader, about twice what the kernel buffers hold
+# Edits are sent until the slow reader is cut off; this many (~24 MB) and she never will be.
+MAX_EDITS = 4 * EDITS
 RSS_GROWTH_LIMIT_BYTES = 48 * 1024 * 1024
 
 
@@ -29,10 +31,35 @@ def small_buffer_server():
             "RATE_LIMIT_PER_SEC": "100000",
             "RATE_LIMIT_BURST": "100000",
             "LOG_LEVEL": "INFO",
+            # A reader that stops reading stops answering pings too: on a slow machine the
+            # test servers' 5 + 5 s heartbeat could close her before her buffer fills.
+            "HEARTBEAT_INTERVAL_SECS": "300",
+            "HEARTBEAT_TIMEOUT_SECS": "300",
         }
     ).start()
     yield proc
     proc.stop()
+
+
+async def _burst(sock, kind: str, answer: str, contents: list[str], **fields) -> None:
+    """Frames back to back, then their answers: the server writes to every reader at full speed."""
+    tag = unique(kind)
+    for n, content in enumerate(contents):
+        sock.send_type(kind, content=content, request_id=f"{tag}-{n}", **fields)
+    for n in range(len(contents)):
+        event = await sock.next(request_id=f"{tag}-{n}")
+        assert event["type"] == answer, event
+
+
+def _cut_off(server, user: User) -> bool:
+    """Whether the server has cut ``user`` off: only its log tells, she sees it when she reads."""
+    return f"closing a slow reader (user {user.user_id})" in server.log(since=0)
+
+
+def _start_draining(raw: RawWebSocket) -> asyncio.Future:
+    """Read at once what the server still sends her: it waits only 5 s for her to read its close
+    frame, then drops the connection with whatever it still held for her."""
+    return asyncio.ensure_future(asyncio.to_thread(_drain_raw, raw))
 
 
 def _join_raw(raw: RawWebSocket, conversation_id: str) -> None:
@@ -45,7 +72,7 @@ def _join_raw(raw: RawWebSocket, conversation_id: str) -> None:
 def _drain_raw(raw: RawWebSocket) -> list[dict]:
     """Everything the server still delivers, until its close frame or the connection's end."""
     frames = []
-    raw.sock.settimeout(10)
+    raw.sock.settimeout(30)
     try:
         while True:
             frames.append(raw.read_json())
@@ -72,26 +99,29 @@ async def test_slow_reader_is_cut_off_and_a_normal_reader_is_not(small_buffer_se
     process = psutil.Process(server.proc.pid)
     rss_before = peak = process.memory_info().rss
 
-    async def bob_reads() -> list[str]:
-        return [(await b.next("message_updated", timeout=10))["message"]["content"] for _ in range(EDITS)]
+    async def bob_reads(count: int) -> list[str]:
+        return [(await b.next("message_updated"))["message"]["content"] for _ in range(count)]
 
-    reader = asyncio.ensure_future(bob_reads())
     body = "x" * CONTENT_CHARS
-    for start in range(0, EDITS, CHUNK):
-        for n in range(start, start + CHUNK):
-            a.send_type("edit_message", message_id=target, content=f"{body} {n}", request_id=f"e-{n}")
-        for n in range(start, start + CHUNK):
-            await a.next("message_updated", request_id=f"e-{n}", timeout=10)
+    got: list[str] = []
+    sent, drained = 0, None
+    while sent < EDITS or drained is None:  # all the edits, and on until she is cut off
+        assert sent < MAX_EDITS, f"carol was never cut off ({sent} edits)"
+        contents = [f"{body} {n}" for n in range(sent, sent + CHUNK)]
+        _, updates = await asyncio.gather(_burst(a, "edit_message", "message_updated", contents, message_id=target), bob_reads(CHUNK))
+        got += updates
+        sent += CHUNK
         peak = max(peak, process.memory_info().rss)
-    got = await reader
-    assert got == [f"{body} {n}" for n in range(EDITS)], "the normal reader got every update, in order"
+        if drained is None and _cut_off(server, carol):
+            # What carol sends now comes after the server gave up on her: it is not acted upon.
+            slow.send_json({"type": "send_message", "conversation_id": conv, "content": "too late", "request_id": "late"})
+            drained = _start_draining(slow)
+    assert got == [f"{body} {n}" for n in range(sent)], "the normal reader got every update, in order"
 
-    # What carol sends now comes after the server gave up on her: it is not acted upon.
-    slow.send_json({"type": "send_message", "conversation_id": conv, "content": "too late", "request_id": "late"})
-    frames = await asyncio.to_thread(_drain_raw, slow)
+    frames = await drained
     slow.close()
     updates = [f for f in frames if f["type"] == "message_updated"]
-    assert len(updates) < EDITS, "she was cut off before the end"
+    assert len(updates) < sent, "she was cut off before the end"
     assert slow.close_code == 4408, (slow.close_code, [f["type"] for f in frames[-3:]])
     assert frames[-1]["type"] == "resync_required", [f["type"] for f in frames[-3:]]
     assert frames[-1]["conversation_ids"] == [conv] and frames[-1]["reason"]
@@ -115,21 +145,19 @@ async def test_cut_off_reader_resumes_with_since_seq(small_buffer_server):
     await asyncio.to_thread(_join_raw, slow, conv)
     a = await alice.socket()
 
-    async def burst(kind: str, count: int, **fields) -> None:
-        tag = unique(kind)
-        for n in range(count):
-            a.send_type(kind, request_id=f"{tag}-{n}", **fields)
-        for n in range(count):
-            await a.next(request_id=f"{tag}-{n}", timeout=10)
-
     body = "y" * CONTENT_CHARS
-    await burst("send_message", 20, conversation_id=conv, content=f"{body} before")
+    await _burst(a, "send_message", "new_message", [f"{body} before"] * 20, conversation_id=conv)
     target = (await a.request("send_message", "new_message", conversation_id=conv, content="edit me"))["message"]["id"]
-    for _ in range(EDITS // CHUNK):  # enough updates to overflow her buffers
-        await burst("edit_message", CHUNK, message_id=target, content=body)
-    await burst("send_message", 20, conversation_id=conv, content=f"{body} after")
+    sent, drained = 0, None
+    while drained is None:  # enough updates to overflow her buffers
+        assert sent < MAX_EDITS, f"carol was never cut off ({sent} edits)"
+        await _burst(a, "edit_message", "message_updated", [body] * CHUNK, message_id=target)
+        sent += CHUNK
+        if _cut_off(server, carol):
+            drained = _start_draining(slow)
+    await _burst(a, "send_message", "new_message", [f"{body} after"] * 20, conversation_id=conv)
 
-    frames = await asyncio.to_thread(_drain_raw, slow)
+    frames = await drained
     slow.close()
     assert slow.close_code == 4408 and frames[-1]["type"] == "resync_required"
     seen = [f["message"]["seq"] for f in frames if f["type"] == "new_message"]
@@ -139,7 +167,7 @@ async def test_cut_off_reader_resumes_with_since_seq(small_buffer_server):
     # Reconnect and resume from the last seq she saw: the rest, and nothing twice.
     c = await carol.socket()
     await join(c, conv, since_seq=seen[-1])
-    rest = [(await c.next("new_message", timeout=10))["message"] for _ in range(41 - len(seen))]
+    rest = [(await c.next("new_message"))["message"] for _ in range(41 - len(seen))]
     assert seen + [m["seq"] for m in rest] == list(range(1, 42))
     assert rest[-1]["content"] == f"{body} after"
     assert not [e for e in await c.quiet(0.2) if e["type"] == "new_message"]

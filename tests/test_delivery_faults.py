@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support.client import User, unique
+from tests.support.client import DEFAULT_WAIT_SECS, User, unique
 from tests.support.delivery import join, messages_route, rest_history
 from tests.support.server import ServerProcess
 
@@ -23,7 +23,7 @@ def _db_name() -> str:
     return unique("chat_faults").replace("-", "_")
 
 
-async def _send_until_stored(sock, conversation_id: str, content: str, client_msg_id: str, *, within_secs: float = 20.0) -> dict:
+async def _send_until_stored(sock, conversation_id: str, content: str, client_msg_id: str, *, within_secs: float = DEFAULT_WAIT_SECS) -> dict:
     """What a client does after ``storage_unavailable``: retry with the same client_msg_id."""
     deadline = time.monotonic() + within_secs
     while True:
@@ -38,7 +38,7 @@ async def _send_until_stored(sock, conversation_id: str, content: str, client_ms
 async def _replay_all(user: User, conversation_id: str) -> list[dict]:
     sock = await user.socket()
     joined = await join(sock, conversation_id, since_seq=0)
-    messages = [(await sock.next("new_message", timeout=10))["message"] for _ in range(joined["last_seq"])]
+    messages = [(await sock.next("new_message"))["message"] for _ in range(joined["last_seq"])]
     sock.close()
     return messages
 
@@ -151,7 +151,7 @@ async def test_database_killed_mid_burst_loses_no_acknowledged_message(chat_on_f
                 await asyncio.sleep(0.02)
                 await asyncio.to_thread(ferretdb.kill)
         try:
-            return [await sock.next(request_id=f"s{index}-{n}", timeout=15) for n in range(per_sender)]
+            return [await sock.next(request_id=f"s{index}-{n}") for n in range(per_sender)]
         except AssertionError as error:
             raise AssertionError(f"{error}; closed={sock.closed} code={sock.conn.close_code}\n{server.log()}") from None
 
@@ -221,7 +221,7 @@ async def test_process_restart_loses_nothing(mongodb_uri):
         # The unacknowledged rest of the burst: retried after the restart, each stored once.
         a = await alice.socket()
         for n in range(50):
-            message = await _send_until_stored(a, conv, f"m{n}", f"k-{n}", within_secs=5)
+            message = await _send_until_stored(a, conv, f"m{n}", f"k-{n}")
             if f"k-{n}" in acknowledged:
                 assert message["id"] == acknowledged[f"k-{n}"]["id"]
             acknowledged[f"k-{n}"] = message

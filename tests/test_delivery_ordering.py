@@ -6,14 +6,10 @@ import asyncio
 
 import pytest
 
-from tests.support.delivery import join, messages_route, rest_history
+from tests.support.delivery import join, messages_route, next_messages, rest_history
 
 SENDERS = 3
 PER_SENDER = 100
-
-
-async def _all_messages(sock, count: int) -> list[dict]:
-    return [(await sock.next("new_message", timeout=15))["message"] for _ in range(count)]
 
 
 async def test_three_concurrent_senders_everyone_sees_one_order(users):
@@ -34,7 +30,7 @@ async def test_three_concurrent_senders_everyone_sees_one_order(users):
 
     await asyncio.gather(*(flood(i) for i in range(SENDERS)))
     total = SENDERS * PER_SENDER
-    views = await asyncio.gather(*(_all_messages(sock, total) for sock in [*sender_socks, *reader_socks]))
+    views = await asyncio.gather(*(next_messages(sock, total) for sock in [*sender_socks, *reader_socks]))
 
     reference = views[0]
     assert [m["seq"] for m in reference] == list(range(1, total + 1)), "seq order, no gaps"
@@ -53,7 +49,7 @@ async def test_three_concurrent_senders_everyone_sees_one_order(users):
         # No REST messages route in this build: a full since_seq replay must agree instead.
         late = await readers[1].socket()
         await join(late, conv, since_seq=0)
-        replay = await _all_messages(late, total)
+        replay = await next_messages(late, total)
         assert [(m["seq"], m["id"]) for m in replay] == [(m["seq"], m["id"]) for m in reference]
 
 

@@ -36,8 +36,8 @@ def people(limited_server):
     return make
 
 
-async def _answers(sock, prefix: str, count: int, timeout: float = 5.0) -> list[dict]:
-    return [await sock.next(request_id=f"{prefix}-{n}", timeout=timeout) for n in range(count)]
+async def _answers(sock, prefix: str, count: int) -> list[dict]:
+    return [await sock.next(request_id=f"{prefix}-{n}") for n in range(count)]
 
 
 async def test_flood_is_limited_while_another_user_is_unaffected(people):

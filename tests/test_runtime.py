@@ -9,6 +9,7 @@ import pykka
 import pytest
 
 from actors.runtime import LoopActor, LoopFuture
+from tests.support.client import DEFAULT_WAIT_SECS
 from tests.support.loop import on_loop
 
 
@@ -87,9 +88,8 @@ async def test_unhandled_failure_stops_the_actor_and_calls_on_failure():
     events: list = []
     ref = Counter.start(events)
     ref.tell("boom")
-    for _ in range(100):
-        if not ref.is_alive():
-            break
+    deadline = asyncio.get_running_loop().time() + DEFAULT_WAIT_SECS
+    while ref.is_alive() and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
     assert not ref.is_alive()
     assert ("failure", "ValueError") in events
@@ -119,7 +119,7 @@ async def test_blocking_get_on_the_loop_raises_instead_of_deadlocking():
 @on_loop
 async def test_get_from_another_thread_waits_for_the_loop():
     ref = Counter.start([])
-    answer = await asyncio.to_thread(lambda: ref.ask("from a thread", timeout=5))
+    answer = await asyncio.to_thread(lambda: ref.ask("from a thread", timeout=DEFAULT_WAIT_SECS))
     assert answer == 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.client import unique
+from tests.support.client import DEFAULT_WAIT_SECS, unique
 
 
 async def test_join_send_and_everyone_joined_receives_in_order(users):
@@ -128,7 +128,7 @@ async def test_typing_goes_to_others_and_expires_on_its_own(users):
     assert started == {"type": "typing_indicator", "conversation_id": conv, "user_id": bob.user_id, "is_typing": True}
     assert not [e for e in await b.quiet(0.2) if e["type"] == "typing_indicator"], "not echoed to the typist"
     # The test server's TYPING_TTL_SECS is 1: no refresh, so it clears itself.
-    stopped = await a.next("typing_indicator", timeout=3)
+    stopped = await a.next("typing_indicator")
     assert stopped["is_typing"] is False
 
     b.send_type("start_typing", conversation_id=conv)
@@ -154,7 +154,7 @@ async def test_presence_updates_reach_the_tenant(users):
     bad = await b.request("update_presence", "error", status="sleeping")
     assert bad["code"] == "invalid_message" and "status" in bad["details"]
     b.close()
-    offline = await a.next("presence_update", user_id=bob.user_id, status="offline", timeout=3)
+    offline = await a.next("presence_update", user_id=bob.user_id, status="offline")
     assert offline["last_seen"]
 
 
@@ -229,7 +229,7 @@ async def test_presence_keeps_the_last_joined_conversation(users):
     status, body = await bob.api.get(f"presence/?user_ids={alice.user_id}")
     assert status == 200 and body["results"][0]["current_conversation_id"] == conv
     a.close()
-    deadline = asyncio.get_running_loop().time() + 5
+    deadline = asyncio.get_running_loop().time() + DEFAULT_WAIT_SECS
     while True:  # offline after the grace period, and the stored row keeps the conversation
         status, body = await bob.api.get(f"presence/?user_ids={alice.user_id}")
         if body["results"] and body["results"][0]["status"] == "offline":

@@ -12,7 +12,9 @@ import time
 import tornado.httpclient
 import tornado.websocket
 
-DEFAULT_WAIT_SECS = 5.0
+# How long to wait for an event that will come. Generous, so a loaded machine never fails a
+# test: a wait ends as soon as the event arrives, and this bound only matters when it never does.
+DEFAULT_WAIT_SECS = 30.0
 _ids = itertools.count(1)
 
 
@@ -84,7 +86,8 @@ class Socket:
                 return event
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self.closed:
-                raise AssertionError(f"no {kind} {match} within {timeout}s; saw {[e.get('type') for e in self.events]}")
+                why = f"the socket closed ({self.conn.close_code} {self.conn.close_reason})" if self.closed else f"{timeout}s passed"
+                raise AssertionError(f"no {kind} {match}: {why}; saw {[e.get('type') for e in self.events]}")
             await self._read_some(remaining)
 
     async def _read_some(self, timeout: float) -> None:
@@ -98,14 +101,18 @@ class Socket:
             except asyncio.TimeoutError:
                 pass
 
-    async def request(self, kind: str, expect: str | None = None, **fields: Any) -> dict:
+    async def request(self, kind: str, expect: str | None = None, *, timeout: float = DEFAULT_WAIT_SECS, **fields: Any) -> dict:
         """Send a frame with a fresh request_id and return the event that answers it."""
         request_id = unique("req")
         self.send_type(kind, request_id=request_id, **fields)
-        return await self.next(expect, request_id=request_id)
+        return await self.next(expect, request_id=request_id, timeout=timeout)
 
     async def quiet(self, secs: float = 0.3) -> list[dict]:
-        """Events that arrive within ``secs`` (used to show that something did NOT arrive)."""
+        """Events that arrive within ``secs`` (used to show that something did NOT arrive).
+
+        Call it after a barrier, an event that the unwanted one would come before or with, so
+        that how long the window lasts on a slow machine does not decide the check.
+        """
         seen_before = len(self.events)
         deadline = asyncio.get_running_loop().time() + secs
         while not self.closed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.client import Api, Socket, unique
+from tests.support.client import DEFAULT_WAIT_SECS, Api, Socket, unique
 
 
 async def join(sock: Socket, conversation_id: str, since_seq: int | None = None) -> dict:
@@ -15,7 +15,7 @@ async def join(sock: Socket, conversation_id: str, since_seq: int | None = None)
     return await sock.request("join_conversation", "conversation_joined", **fields)
 
 
-async def next_messages(sock: Socket, count: int, *, timeout: float = 10.0) -> list[dict]:
+async def next_messages(sock: Socket, count: int, *, timeout: float = DEFAULT_WAIT_SECS) -> list[dict]:
     """The next ``count`` ``new_message`` objects in arrival order (other events are skipped)."""
     return [(await sock.next("new_message", timeout=timeout))["message"] for _ in range(count)]
 
@@ -31,7 +31,7 @@ def send_many(sock: Socket, conversation_id: str, texts: list[str], *, prefix: s
     return request_ids
 
 
-async def acks(sock: Socket, request_ids: list[str], *, timeout: float = 10.0) -> list[dict]:
+async def acks(sock: Socket, request_ids: list[str], *, timeout: float = DEFAULT_WAIT_SECS) -> list[dict]:
     """The answers (``new_message`` or ``error``) to ``request_ids``, in request order."""
     wanted = set(request_ids)
     answers: dict[str, dict] = {}

@@ -21,7 +21,7 @@ class RawWebSocket:
         self.handshake = b""  # the server's answer to the upgrade request, headers included
 
     @classmethod
-    def connect(cls, host: str, port: int, path: str, *, rcvbuf: int | None = None, timeout: float = 5.0) -> RawWebSocket:
+    def connect(cls, host: str, port: int, path: str, *, rcvbuf: int | None = None, timeout: float = 30.0) -> RawWebSocket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Before connect, so the window the kernel advertises is small from the start.

@@ -20,7 +20,7 @@ import referencing
 import tornado.httpclient
 from referencing.jsonschema import DRAFT202012
 
-from tests.support.client import Api, User, make_token, unique
+from tests.support.client import DEFAULT_WAIT_SECS, Api, User, make_token, unique
 
 API = "/api/notifications/chat"
 SPEC_URI = "urn:chat-openapi"
@@ -195,7 +195,7 @@ def valid_body(spec: dict, operation: dict, candidates: dict) -> dict | None:
     return {k: v for k, v in candidates.items() if k in accepted} if accepted else None
 
 
-async def system_events(user: User, conversation_id: str, expected_count: int, *, timeout: float = 5.0) -> list[str]:
+async def system_events(user: User, conversation_id: str, expected_count: int, *, timeout: float = DEFAULT_WAIT_SECS) -> list[str]:
     """The ``metadata.event`` of the conversation's system messages, once there are ``expected_count``.
 
     A membership or title change answers before its system message is stored (the actor
