@@ -117,13 +117,14 @@ def multipart(
     fields: dict[str, str] | None = None,
     files: list[tuple[str, str, str | None, bytes]] = (),
     *,
+    boundary: str | None = None,
     encoded_names: bool = False,
 ) -> tuple[bytes, str]:
     """A ``multipart/form-data`` body: ``files`` as ``(field, filename, content_type or None, data)``.
 
     ``encoded_names``: file names as ``filename*=UTF-8''...`` (RFC 5987), which can carry any
     character; else as a quoted string, in which control characters make an invalid part header."""
-    boundary = uuid.uuid4().hex
+    boundary = boundary or uuid.uuid4().hex
     out = bytearray()
     for name, value in (fields or {}).items():
         out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
