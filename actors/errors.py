@@ -60,8 +60,8 @@ class UnsupportedMediaType(ChatError):
 class RateLimited(ChatError):
     code, status, default_message = "rate_limited", 429, "Too many requests"
 
-    def __init__(self, retry_after_secs: float, message: str | None = None) -> None:
-        super().__init__(message, {"retry_after": round(retry_after_secs, 3)})
+    def __init__(self, retry_after_secs: float, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message, {"retry_after": round(retry_after_secs, 3)}, **extra)
         self.retry_after_secs = retry_after_secs
 
 

@@ -252,17 +252,8 @@ class Protocol:
 
     def parse_frame(self, raw: str | bytes) -> tuple[str, dict, Any]:
         """A client frame as ``(type, fields, request_id)``, or ``InvalidMessage``."""
-        try:
-            frame = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise InvalidMessage("The frame is not valid JSON") from None
-        if not isinstance(frame, dict):
-            raise InvalidMessage("The frame must be a JSON object")
-        request_id = frame.pop("request_id", None)
-        try:
-            request_id = _RequestId().deserialize(request_id) if request_id is not None else None
-        except ValidationError as error:
-            raise InvalidMessage("Invalid request_id", {"request_id": error.messages}) from None
+        frame = _frame_object(raw)
+        request_id = _request_id(frame.pop("request_id", None))
         kind = frame.pop("type", None)
         if not isinstance(kind, str):
             raise InvalidMessage("The frame needs a string 'type'", {"type": ["Missing or not a string."]}, request_id=request_id)
@@ -279,6 +270,32 @@ class Protocol:
         if not isinstance(body, dict):
             raise InvalidMessage("The body must be a JSON object")
         return load(self.rest_bodies[name], body)
+
+
+def _frame_object(raw: str | bytes) -> dict:
+    try:
+        frame = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidMessage("The frame is not valid JSON") from None
+    if not isinstance(frame, dict):
+        raise InvalidMessage("The frame must be a JSON object")
+    return frame
+
+
+def _request_id(value: Any) -> Any:
+    try:
+        return _RequestId().deserialize(value) if value is not None else None
+    except ValidationError as error:
+        raise InvalidMessage("Invalid request_id", {"request_id": error.messages}) from None
+
+
+def request_id_of(raw: str | bytes) -> Any:
+    """The frame's ``request_id``, if it has a usable one: what the error about a frame that is
+    otherwise not read (over the socket's rate) echoes."""
+    try:
+        return _request_id(_frame_object(raw).get("request_id"))
+    except InvalidMessage:
+        return None
 
 
 def load(schema: Schema, data: dict, **extra: Any) -> dict:

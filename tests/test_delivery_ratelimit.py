@@ -11,6 +11,7 @@ import pytest
 from tests.support.client import User, unique
 from tests.support.delivery import join
 from tests.support.server import ServerProcess
+from web.websocket import FRAME_RATE_FACTOR
 
 RATE = 5
 BURST = 10
@@ -114,6 +115,24 @@ async def test_frame_flood_of_any_kind_closes_with_4429(people):
     assert len(pongs) >= BURST * 5, "pings are cheap: the per-socket frame limit is several times the write limit"
     error = next(e for e in a.events if e["type"] == "error")
     assert error["code"] == "rate_limited" and error["details"]["retry_after"] > 0
+
+
+async def test_a_frame_over_the_sockets_rate_is_refused_with_its_request_id():
+    # Refused before it was read, such a frame was answered without its request_id, so a client
+    # could not tell which request had failed (found by the throttled WebSocket fuzz).
+    server = ServerProcess(env={"RATE_LIMIT_PER_SEC": "0.001", "RATE_LIMIT_BURST": "1"}).start()  # 5 frames, then none for long
+    try:
+        sock = await User(server, unique("tenant"), unique("alice")).socket()
+        for _ in range(FRAME_RATE_FACTOR):
+            await sock.request("ping", "pong")
+        over = [{"type": "ping", "request_id": "over"}, {"type": "no-such-type", "request_id": 7}, {"type": "ping", "request_id": True}, "{"]
+        for frame in over:
+            sock.send(frame)
+        errors = [await sock.next("error") for _ in over]
+        assert [e.get("request_id") for e in errors] == ["over", 7, None, None], errors
+        assert all(e["code"] == "rate_limited" and e["details"]["retry_after"] > 0 for e in errors), errors
+    finally:
+        server.stop()
 
 
 async def test_rest_writes_get_429_with_retry_after(people):

@@ -1,9 +1,10 @@
 """Fuzz the WebSocket gateway with thousands of random, mutated and valid frames.
 
-Every frame goes over a real socket to a real server (one per backend, rate limits lifted so
-nothing is throttled). An oracle written from the wire contract (docs/wire-protocol.md) and its
-limits, not from ``actors/protocol.py``, says whether each frame is valid, invalid, or left
-open by the contract. For each frame the test reads exactly the events it caused (it is bracketed by
+Every frame goes over a real socket to a real server, one per backend with the rate limits
+lifted so that nothing is throttled, and one with small limits (``THROTTLED_ENV``). An oracle
+written from the wire contract (docs/wire-protocol.md) and its limits, not from
+``actors/protocol.py``, says whether each frame is valid, invalid, or left open by the
+contract. For each frame the test reads exactly the events it caused (it is bracketed by
 ``ping`` sentinels, which the server answers in order) and checks:
 
 - an invalid frame gets exactly one ``error`` event, code ``invalid_message``, a message,
@@ -11,7 +12,10 @@ open by the contract. For each frame the test reads exactly the events it caused
   nothing else;
 - a valid frame gets its documented answer, or one ``error`` with a domain code
   (``not_found``, ``forbidden``, ``conflict``); never ``internal_error``;
-- the socket stays open, and sockets that sent nothing get no ``error``.
+- the socket stays open, and sockets that sent nothing get no ``error``;
+- on the throttled server, any frame may instead get one ``error`` ``rate_limited`` with
+  ``details.retry_after`` and its ``request_id`` echoed (a frame over the socket's rate is
+  refused unread, the sentinels too; a write over the user's rate; a join over the read budget).
 
 After the run the stored state must be exactly what the *accepted* frames made: each
 conversation's messages (ids, seqs without gaps, contents, deletions, reactions) and read
@@ -41,6 +45,7 @@ from tests.support.fuzz import (
     RandomSource,
     Source,
     backends,
+    check_limit_error,
     dumps,
     fuzz_settings,
     json_value,
@@ -52,7 +57,7 @@ from tests.support.fuzz import (
     printable_text,
     scalar,
     server_log_problems,
-    start_unthrottled_server,
+    start_fuzz_server,
     text,
 )
 
@@ -69,6 +74,13 @@ METADATA_MAX_DEPTH = 32
 # Per backend, in the default tier; the slow variants send ten times as many.
 HYPOTHESIS_EXAMPLES = 40  # of 1 to 30 frames each
 RANDOM_FRAMES = {"mock": 3000, "mongodb": 2500}  # from a seeded random.Random
+THROTTLED_EXAMPLES = 25
+THROTTLED_FRAMES = {"mock": 800, "mongodb": 500}
+# The throttled server's: a socket's frames are limited at five times its user's writes, so
+# with a low refill and a deep burst all three limits bite within a run at any machine's pace:
+# the frame rate (each frame), the write rate (valid writes) and the read budget (joins). The
+# state is read back by others, whose budgets the fuzzing leaves whole.
+WEBSOCKET_LIMITS = {"RATE_LIMIT_PER_SEC": "2", "RATE_LIMIT_BURST": "40", "READ_ROWS_PER_SEC": "10", "READ_ROWS_BURST": "20"}
 RANDOM_BATCH = 50
 SEED = 4_2026
 SENTINEL = "\u27c2sentinel\u27c2-"
@@ -429,9 +441,10 @@ class World:
     def __init__(self, server) -> None:
         self.server = server
         self.tenant = unique("fuzz-tenant")
-        self.alice, self.bob, self.carol = (User(server, self.tenant, unique(n)) for n in ("alice", "bob", "carol"))
+        self.throttled = server.throttled
+        # Their own frames and calls (setup, state checks) wait out the limits the fuzzing runs into.
+        self.alice, self.bob, self.carol = (User(server, self.tenant, unique(n), patient=self.throttled) for n in ("alice", "bob", "carol"))
         self.sockets: list[tuple[User, Socket]] = []
-        self.checker: Socket | None = None
         self.convs: list[str] = []
         self.messages: dict[str, Expected] = {}
         self.pool: list[str] = []
@@ -441,6 +454,7 @@ class World:
         self.frames_sent = 0
         self.counts = {VALID: 0, EITHER: 0, INVALID: 0}
         self.accepted = 0
+        self.throttled_frames = 0
         self.broken = False
 
     async def setup(self) -> None:
@@ -462,11 +476,9 @@ class World:
 
     async def connect(self) -> None:
         """Open (or reopen, after a failed example left them out of step) the fuzzing sockets."""
-        if self.checker is not None:
-            await self.close()
+        await self.close()
         alice, bob, carol = self.alice, self.bob, self.carol
         self.sockets = [(alice, await alice.socket()), (alice, await alice.socket()), (bob, await bob.socket()), (carol, await carol.socket())]
-        self.checker = await alice.socket()
         for sock in self.all_sockets():
             sock.conn.protocol.stream.set_nodelay(True)  # a frame and its sentinel go out at once
         group, channel, own = self.convs[:3]
@@ -480,7 +492,7 @@ class World:
             sock.close()
 
     def all_sockets(self) -> list[Socket]:
-        return [sock for _, sock in self.sockets] + [self.checker]
+        return [sock for _, sock in self.sockets]
 
     def _record_message(self, message: dict) -> bool:
         if message["id"] in self.messages:
@@ -492,7 +504,8 @@ class World:
     # --- reading -------------------------------------------------------------------------
 
     async def read_until(self, sock: Socket, sentinel: str) -> list[dict]:
-        """Events up to (not including) the pong that answers ``sentinel``."""
+        """Events up to (not including) the answer to ``sentinel``: its pong, or on the throttled
+        server maybe its ``rate_limited`` error."""
         seen = []
         while True:
             message = await asyncio.wait_for(sock.conn.read_message(), READ_TIMEOUT_SECS)
@@ -500,7 +513,12 @@ class World:
                 f"socket closed during the fuzz: {sock.conn.close_code} {sock.conn.close_reason}; log:\n{self.server.log()}"
             )
             event = json.loads(message)
-            if event.get("type") == "pong" and event.get("request_id") == sentinel:
+            if event.get("request_id") == sentinel:
+                if event["type"] == "error":
+                    assert self.throttled, event
+                    check_limit_error(event, f"the sentinel {sentinel}")
+                else:
+                    assert event["type"] == "pong", event
                 return seen
             seen.append(event)
 
@@ -515,10 +533,6 @@ class World:
         for event in await self.read_until(sock, self.send_sentinel(sock)):
             assert event.get("type") != "error", f"an error on a socket that sent nothing: {event}"
             assert "request_id" not in event, f"someone else's answer: {event}"
-
-    async def drain_checker(self) -> None:
-        for event in await self.read_until(self.checker, self.send_sentinel(self.checker)):
-            assert event.get("type") != "error", event
 
     # --- one batch -----------------------------------------------------------------------
 
@@ -546,7 +560,6 @@ class World:
         for index in range(len(self.sockets)):
             if index != self.last_socket:
                 await self.drain(index)
-        await self.drain_checker()
 
     def check_answer(self, user: User, data: bytes, events: list[dict]) -> None:
         judged = judge(data)
@@ -554,6 +567,11 @@ class World:
         answers = [e for e in events if not _ambient(e, user.user_id)]
         context = f"frame {data[:300]!r} from {user.user_id}: verdict {judged.verdict}, answers {answers}"
         errors = [e for e in answers if e.get("type") == "error"]
+        if self.throttled and len(answers) == 1 and errors and errors[0].get("code") == "rate_limited":
+            check_limit_error(errors[0], context)
+            assert errors[0].get("request_id") == judged.echo, f"request_id not echoed as sent; {context}"
+            self.throttled_frames += 1
+            return
         if errors or judged.verdict == INVALID:
             assert len(errors) == 1 and len(answers) == 1, f"want exactly one error event; {context}"
             error = errors[0]
@@ -637,25 +655,36 @@ class World:
 
     # --- the state the accepted frames should have left -----------------------------------
 
-    async def check_state(self) -> None:
-        checker = self.checker
-        for conv in self.convs[:3]:
-            owner = self.carol if conv == self.convs[2] else self.alice
-            sock = checker if owner is self.alice else self.sockets[3][1]
-            if owner is not self.alice:
-                await self.drain(3)
-                self.last_socket = 3
-            expected = {mid: e for mid, e in self.messages.items() if e.conversation_id == conv}
-            rid = unique("check")
-            sock.send_type("join_conversation", conversation_id=conv, since_seq=0, request_id=rid)
+    async def ask(self, sock: Socket, frame: dict) -> tuple[dict, list[dict]]:
+        """The answer to ``frame`` (sent with a fresh request_id) and every event read up to it and
+        its sentinel; on the throttled server a refusal for a limit is waited out and sent again."""
+        while True:
+            request_id = unique("check")
+            sock.send({**frame, "request_id": request_id})
             events = await self.read_until(sock, self.send_sentinel(sock))
-            joined = [e for e in events if e.get("type") == "conversation_joined" and e.get("request_id") == rid]
-            assert joined, events
+            answer = next((e for e in events if e.get("request_id") == request_id), None)
+            assert answer is not None, f"no answer to {frame}: {events}"
+            if not (self.throttled and answer["type"] == "error" and answer["code"] == "rate_limited"):
+                return answer, events
+            await asyncio.sleep(answer["details"]["retry_after"])  # the wait the server asks for
+
+    async def check_state(self) -> None:
+        """Each conversation is read back by a tenant admin of its own, whose read budget is whole."""
+        for conv in self.convs[:3]:
+            auditor = User(self.server, self.tenant, unique("auditor"), role="admin", patient=self.throttled)
+            status, body = await auditor.api.get(f"conversations/{conv}/participants/")  # first: the replay may spend the budget
+            assert status == 200, body
+            for participant in body["results"]:
+                assert participant["last_read_seq"] == self.read.get((conv, participant["user_id"]), 0), participant
+            sock = await auditor.socket()
+            expected = {mid: e for mid, e in self.messages.items() if e.conversation_id == conv}
+            joined, events = await self.ask(sock, {"type": "join_conversation", "conversation_id": conv, "since_seq": 0})
+            assert joined["type"] == "conversation_joined", joined
             replay = [e["message"] for e in events if e.get("type") == "new_message" and "request_id" not in e]
             replay = [m for m in replay if m["conversation_id"] == conv]
             stored = [m for m in replay if m["message_type"] != "system"]
-            assert joined[0]["last_seq"] == len(expected), (
-                f"{conv}: last_seq {joined[0]['last_seq']} but {len(expected)} messages were accepted"
+            assert joined["last_seq"] == len(expected), (
+                f"{conv}: last_seq {joined['last_seq']} but {len(expected)} messages were accepted"
             )
             assert [m["seq"] for m in replay] == list(range(1, len(expected) + 1)), "seqs with gaps or duplicates"
             assert {m["id"] for m in stored} == set(expected), "stored messages differ from the accepted sends"
@@ -663,14 +692,7 @@ class World:
                 want = expected[message["id"]]
                 got_reactions = {(r["emoji"], uid) for r in message["reactions"] for uid in r["user_ids"]}
                 assert (message["content"], message["is_deleted"], got_reactions) == (want.content, want.is_deleted, want.reactions), message
-            if owner is self.alice:
-                leave = unique("check")
-                checker.send_type("leave_conversation", conversation_id=conv, request_id=leave)
-                await self.read_until(checker, self.send_sentinel(checker))
-            status, body = await owner.api.get(f"conversations/{conv}/participants/")
-            assert status == 200, body
-            for participant in body["results"]:
-                assert participant["last_read_seq"] == self.read.get((conv, participant["user_id"]), 0), participant
+            sock.close()
 
 
 def _ambient(event: dict, user_id: str) -> bool:
@@ -688,7 +710,14 @@ def _ambient(event: dict, user_id: str) -> bool:
 
 @pytest.fixture(scope="module", params=backends())
 def fuzz_server(request, mongodb_uri):
-    proc = start_unthrottled_server(request.param, mongodb_uri, "ws")
+    proc = start_fuzz_server(request.param, mongodb_uri, "ws")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module", params=backends())
+def throttled_server(request, mongodb_uri):
+    proc = start_fuzz_server(request.param, mongodb_uri, "ws_throttled", throttled=True, overrides=WEBSOCKET_LIMITS)
     yield proc
     proc.stop()
 
@@ -729,7 +758,10 @@ def finish(world: World, fuzz_server, loop) -> None:
     health = fuzz_server.health()
     assert health["status"] == "ok", health
     assert server_log_problems(fuzz_server) == []
-    print(f"{world.frames_sent} frames; verdicts {world.counts} (valid, either, invalid); {world.accepted} accepted")
+    print(
+        f"{world.frames_sent} frames; verdicts {world.counts} (valid, either, invalid); {world.accepted} accepted; "
+        f"{world.throttled_frames} refused for a limit"
+    )
 
 
 def fuzz_with_hypothesis(fuzz_server, loop, examples: int) -> World:
@@ -766,6 +798,16 @@ def test_websocket_fuzz_seeded(fuzz_server, loop):
     assert world.counts[INVALID] > frames // 3 and world.counts[VALID] > frames // 3 and world.accepted > frames // 10, world.counts
 
 
+def test_websocket_fuzz_throttled_hypothesis(throttled_server, loop):
+    fuzz_with_hypothesis(throttled_server, loop, THROTTLED_EXAMPLES)
+
+
+def test_websocket_fuzz_throttled_seeded(throttled_server, loop):
+    frames = THROTTLED_FRAMES[throttled_server.backend]
+    world = fuzz_with_seed(throttled_server, loop, frames)
+    assert world.throttled_frames and world.accepted, (world.throttled_frames, world.accepted)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_websocket_fuzz_hypothesis_slow(fuzz_server, loop):
@@ -776,6 +818,18 @@ def test_websocket_fuzz_hypothesis_slow(fuzz_server, loop):
 @pytest.mark.timeout(1800)
 def test_websocket_fuzz_seeded_slow(fuzz_server, loop):
     fuzz_with_seed(fuzz_server, loop, RANDOM_FRAMES[fuzz_server.backend] * 10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_websocket_fuzz_throttled_hypothesis_slow(throttled_server, loop):
+    fuzz_with_hypothesis(throttled_server, loop, THROTTLED_EXAMPLES * 10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_websocket_fuzz_throttled_seeded_slow(throttled_server, loop):
+    fuzz_with_seed(throttled_server, loop, THROTTLED_FRAMES[throttled_server.backend] * 10)
 
 
 # --- what the fuzz found, pinned ------------------------------------------------------------

@@ -230,6 +230,18 @@ async def test_filenames_lose_invisible_characters_and_end_in_their_types_extens
         assert f"filename*=UTF-8''{expected}" in response.headers["Content-Disposition"].replace("%20", " ")
 
 
+async def test_names_sent_encoded_keep_their_quotes_and_backslashes(rest_users):
+    # Tornado hands over a filename*= (RFC 5987) name escaped: `z"x.txt` as `z\"x.txt`, which was
+    # then cut at the backslash and stored as `"x.txt`.
+    (alice,) = rest_users("alice")
+    named = {'z"x.txt': 'z"x.txt', '"quoted".txt': '"quoted".txt', "dir\\a\"b.txt": 'a"b.txt', "\u00e9t\u00e9 \"1\".txt": '\u00e9t\u00e9 "1".txt'}
+    for sent, expected in named.items():
+        status, file = await upload(alice, b"plain words\n", filename=sent, encoded_name=True)
+        assert status == 201 and file["filename"] == expected, (sent, status, file)
+    status, file = await upload(alice, b"plain words\n", filename="C:\\Users\\me\\notes.txt")  # as old browsers send a path
+    assert status == 201 and file["filename"] == "notes.txt", file
+
+
 SMALL_MAX_BYTES = 1024 * 1024
 PAST_THE_LIMIT = 8 * SMALL_MAX_BYTES  # past the limit and its framing, more than socket buffers hold, within the discard bound
 

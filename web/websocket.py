@@ -192,7 +192,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
     async def _handle_frame(self, raw: str | bytes) -> None:
         request_id = None
         try:
-            self._admit_frame()
+            self._admit_frame(raw)
             kind, data, request_id = self.ctx.protocol.parse_frame(raw)
             rate = self.ctx.protocol.client_messages[kind].rate
             if rate is Rate.WRITE:
@@ -215,10 +215,12 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
             logger.exception("unexpected failure handling a frame from %s", self.principal.user_id)
             self.send(protocol.error_event(ChatError(), request_id))
 
-    def _admit_frame(self) -> None:
+    def _admit_frame(self, raw: str | bytes) -> None:
+        """Every frame costs a token of the socket's bucket. One over the rate is not read but for
+        its request_id: the client must know which of its requests was refused."""
         wait = self._frames.take(time.monotonic())
         if wait:
-            raise RateLimited(wait)
+            raise RateLimited(wait, request_id=protocol.request_id_of(raw))
 
     async def _call(self, conversation_id: str, method: Callable[..., Any], *args: Any) -> Any:
         return await self.ctx.directory.call(self.principal.tenant_id, conversation_id, method, *args)

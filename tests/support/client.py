@@ -31,10 +31,13 @@ def make_token(secret: str, tenant_id: str, user_id: str, *, role: str | None = 
 
 
 class Socket:
-    """A WebSocket client that keeps every event it receives, so tests wait on events, not sleeps."""
+    """A WebSocket client that keeps every event it receives, so tests wait on events, not sleeps.
 
-    def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
+    ``patient``: ``request`` waits out a ``rate_limited`` answer as it says, then sends again."""
+
+    def __init__(self, conn: tornado.websocket.WebSocketClientConnection, *, patient: bool = False) -> None:
         self.conn = conn
+        self.patient = patient
         self.events: list[dict] = []
         self._taken: set[int] = set()
         self._floor = 0  # every event below this index is taken
@@ -42,10 +45,10 @@ class Socket:
         self.closed = False
 
     @classmethod
-    async def connect(cls, server, tenant_id: str, token: str | None, *, path: str = "chat") -> Socket:
+    async def connect(cls, server, tenant_id: str, token: str | None, *, path: str = "chat", patient: bool = False) -> Socket:
         url = f"{server.ws_url}/ws/{path}/{tenant_id}/" + (f"?token={token}" if token is not None else "")
         conn = await tornado.websocket.websocket_connect(url)
-        return cls(conn)
+        return cls(conn, patient=patient)
 
     def send(self, frame: dict | str | bytes, **fields: Any) -> None:
         if isinstance(frame, dict):
@@ -103,9 +106,16 @@ class Socket:
 
     async def request(self, kind: str, expect: str | None = None, *, timeout: float = DEFAULT_WAIT_SECS, **fields: Any) -> dict:
         """Send a frame with a fresh request_id and return the event that answers it."""
-        request_id = unique("req")
-        self.send_type(kind, request_id=request_id, **fields)
-        return await self.next(expect, request_id=request_id, timeout=timeout)
+        while True:
+            request_id = unique("req")
+            self.send_type(kind, request_id=request_id, **fields)
+            if not self.patient:
+                return await self.next(expect, request_id=request_id, timeout=timeout)
+            answer = await self.next(None, request_id=request_id, timeout=timeout)
+            if answer["type"] != "error" or answer["code"] != "rate_limited":
+                assert expect is None or answer["type"] == expect, answer
+                return answer
+            await asyncio.sleep(answer["details"]["retry_after"])  # the wait the server asks for
 
     async def quiet(self, secs: float = 0.3) -> list[dict]:
         """Events that arrive within ``secs`` (used to show that something did NOT arrive).
@@ -145,14 +155,25 @@ class Socket:
 
 
 class Api:
-    """REST calls as one user; answers ``(status, json_body)`` and never raises on 4xx/5xx."""
+    """REST calls as one user; answers ``(status, json_body)`` and never raises on 4xx/5xx.
 
-    def __init__(self, server, token: str | None) -> None:
+    ``patient``: a 429 ``rate_limited`` is waited out for as long as it says, then asked again,
+    as a well-behaved client does; for housekeeping calls next to a throttled fuzz run."""
+
+    def __init__(self, server, token: str | None, *, patient: bool = False) -> None:
         self.server = server
         self.token = token
+        self.patient = patient
         self.http = tornado.httpclient.AsyncHTTPClient()
 
     async def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None, headers: dict | None = None) -> tuple[int, Any]:
+        while True:
+            status, parsed = await self._call_once(method, path, body, raw, headers)
+            if not (self.patient and status == 429 and parsed["error"]["code"] == "rate_limited"):
+                return status, parsed
+            await asyncio.sleep(parsed["error"]["details"]["retry_after"])  # the wait the server asks for
+
+    async def _call_once(self, method: str, path: str, body: Any, raw: bytes | None, headers: dict | None) -> tuple[int, Any]:
         all_headers = {"Content-Type": "application/json"}
         if self.token is not None:
             all_headers["Authorization"] = f"Bearer {self.token}"
@@ -188,15 +209,16 @@ class Api:
 class User:
     """A tenant's user with a token, REST access and as many sockets as a test opens."""
 
-    def __init__(self, server, tenant_id: str, user_id: str, role: str | None = None) -> None:
+    def __init__(self, server, tenant_id: str, user_id: str, role: str | None = None, *, patient: bool = False) -> None:
         self.server = server
         self.tenant_id = tenant_id
         self.user_id = user_id
         self.token = make_token(server.jwt_secret, tenant_id, user_id, role=role)
-        self.api = Api(server, self.token)
+        self.patient = patient  # see Api and Socket
+        self.api = Api(server, self.token, patient=patient)
 
     async def socket(self) -> Socket:
-        sock = await Socket.connect(self.server, self.tenant_id, self.token)
+        sock = await Socket.connect(self.server, self.tenant_id, self.token, patient=self.patient)
         await sock.next("connection_established")
         return sock
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the fuzz tests: an unthrottled server, a log check, and value generators.
+"""Shared pieces of the fuzz tests: an unthrottled or a throttled server, a log check, and value generators.
 
 Generators draw every choice from a ``Source``: ``RandomSource`` (a seeded ``random.Random``:
 fast, reproducible, with exactly the distribution written here) or ``DataSource`` (Hypothesis'
@@ -54,6 +54,22 @@ UNTHROTTLED_ENV = {
     "LOG_LEVEL": "WARNING",
 }
 
+# Limits so small that a fuzz run keeps running into them: then any request a limit applies to
+# may be refused for it (429 rate_limited or upload_quota_exceeded; 413 for a file larger than a
+# whole quota), and such a refusal must change nothing. Unattached files expire during the run.
+# Sockets are never closed for their refused frames: the run goes on through them.
+THROTTLED_ENV = {
+    **UNTHROTTLED_ENV,
+    "RATE_LIMIT_PER_SEC": "10",
+    "RATE_LIMIT_BURST": "20",
+    "READ_ROWS_PER_SEC": "200",
+    "READ_ROWS_BURST": "20",
+    "UPLOAD_QUOTA_BYTES": "60",
+    "TENANT_UPLOAD_QUOTA_BYTES": "120",
+    "UNATTACHED_FILE_TTL_SECS": "2",
+    "FLOOD_CLOSE_AFTER": "1000000",
+}
+
 _LOG_PROBLEMS = re.compile(r"Traceback|unexpected failure| ERROR | CRITICAL ")
 
 
@@ -65,12 +81,31 @@ def backends() -> list[str]:
     return found
 
 
-def start_unthrottled_server(backend: str, mongodb_uri: str | None, tag: str) -> ServerProcess:
+def start_fuzz_server(
+    backend: str, mongodb_uri: str | None, tag: str, *, throttled: bool = False, overrides: dict[str, str] | None = None
+) -> ServerProcess:
     uri = mongodb_uri if backend == "mongodb" else None
-    proc = ServerProcess(env=UNTHROTTLED_ENV, mongodb_uri=uri, db_name=f"chat_fuzz_{tag}_{os.getpid()}" if uri else None)
+    env = {**(THROTTLED_ENV if throttled else UNTHROTTLED_ENV), **(overrides or {})}
+    proc = ServerProcess(env=env, mongodb_uri=uri, db_name=f"chat_fuzz_{tag}_{os.getpid()}" if uri else None)
     proc.backend = backend
+    proc.throttled = throttled
     proc.log_offset = proc.log_path.stat().st_size if proc.log_path.exists() else 0
     return proc.start()
+
+
+def check_limit_error(error: dict, context: str) -> None:
+    """A refusal for being over a limit, as both transports spell it: when to try again is in
+    ``details.retry_after`` (seconds)."""
+    details = error.get("details")
+    assert isinstance(details, dict), f"no details; {context}"
+    retry_after = details.get("retry_after")
+    assert isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) and retry_after >= 0, context
+    if error["code"] == "rate_limited":
+        assert set(details) == {"retry_after"}, context
+    else:
+        assert error["code"] == "upload_quota_exceeded", f"not a refusal for a limit; {context}"
+        assert set(details) == {"quota", "quota_bytes", "used_bytes", "retry_after"}, context
+        assert details["quota"] in ("user", "tenant") and details["used_bytes"] <= details["quota_bytes"], context
 
 
 def server_log_problems(proc: ServerProcess) -> list[str]:

@@ -12,7 +12,7 @@ import re
 import socket
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jsonschema
 import pytest
@@ -113,15 +113,25 @@ def rest_users(server, tenant):
 # --- bodies and raw calls ------------------------------------------------------------
 
 
-def multipart(fields: dict[str, str] | None = None, files: list[tuple[str, str, str | None, bytes]] = ()) -> tuple[bytes, str]:
-    """A ``multipart/form-data`` body: ``files`` as ``(field, filename, content_type or None, data)``."""
-    boundary = uuid.uuid4().hex
+def multipart(
+    fields: dict[str, str] | None = None,
+    files: list[tuple[str, str, str | None, bytes]] = (),
+    *,
+    boundary: str | None = None,
+    encoded_names: bool = False,
+) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body: ``files`` as ``(field, filename, content_type or None, data)``.
+
+    ``encoded_names``: file names as ``filename*=UTF-8''...`` (RFC 5987), which can carry any
+    character; else as a quoted string, in which control characters make an invalid part header."""
+    boundary = boundary or uuid.uuid4().hex
     out = bytearray()
     for name, value in (fields or {}).items():
         out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
         out += value.encode() + b"\r\n"
     for name, filename, content_type, data in files:
-        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'.encode()
+        param = f"filename*=UTF-8''{quote(filename, safe='')}" if encoded_names else f'filename="{filename}"'
+        out += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; {param}\r\n'.encode()
         if content_type is not None:
             out += f"Content-Type: {content_type}\r\n".encode()
         out += b"\r\n" + data + b"\r\n"
@@ -129,11 +139,20 @@ def multipart(fields: dict[str, str] | None = None, files: list[tuple[str, str, 
     return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
-async def upload(user: User, data: bytes, *, filename: str = "f.bin", content_type: str | None = None, conversation_id: str | None = None, fields: dict | None = None) -> tuple[int, Any]:
+async def upload(
+    user: User,
+    data: bytes,
+    *,
+    filename: str = "f.bin",
+    content_type: str | None = None,
+    conversation_id: str | None = None,
+    fields: dict | None = None,
+    encoded_name: bool = False,
+) -> tuple[int, Any]:
     form = dict(fields or {})
     if conversation_id is not None:
         form["conversation_id"] = conversation_id
-    body, ctype = multipart(form, [("file", filename, content_type, data)])
+    body, ctype = multipart(form, [("file", filename, content_type, data)], encoded_names=encoded_name)
     return await user.api.post("upload/", raw=body, headers={"Content-Type": ctype})
 
 

@@ -87,6 +87,11 @@ TYPE_ALIASES = {
     "text/x-markdown": "text/markdown",
 }
 
+# Tornado leaves a name sent as ``filename*=UTF-8''...`` (RFC 5987) escaped as in a quoted string,
+# ``"`` as ``\"`` and ``\`` as ``\\``: ``z%22x.txt`` came out as ``"x.txt``, cut at the backslash.
+# Undone for every name; a name sent as ``filename="..."`` only changes where a backslash (a path
+# separator) comes right before a quote: it is not cut there.
+_QUOTED_PAIR = re.compile(r'\\(["\\])')
 # Control characters that do not occur in text files (tab, newline, form feed and CR do).
 _BINARY_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # Extensions that name each accepted type (the first is added to a name that has none of them),
@@ -157,7 +162,7 @@ def clean_filename(name: str, content_type: str) -> str:
     """The last path component without control or invisible format characters (bidi overrides
     would show ``\u202egnp.txt`` as ``txt.png``), at most 255 characters, ending in an
     extension of ``content_type``."""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _QUOTED_PAIR.sub(r"\1", name).replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).strip() or "file"
     extensions = EXTENSIONS[content_type]
     if not name.lower().endswith(extensions):
