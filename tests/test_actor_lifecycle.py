@@ -31,8 +31,17 @@ async def wait_for_health(server, predicate, timeout: float = 30.0) -> dict:
 
 @pytest.fixture(scope="module")
 def embedded_server():
-    """Its own server on the embedded DB: this is about actors and threads, not the database."""
-    proc = ServerProcess(env={"HEARTBEAT_INTERVAL_SECS": str(STEP_WAIT_SECS), "HEARTBEAT_TIMEOUT_SECS": str(STEP_WAIT_SECS)}).start()
+    """Its own server on the embedded DB: this is about actors and threads, not the database, and
+    not rate limits either (one user makes 2,000 writes and 1,000 joins as fast as it can)."""
+    proc = ServerProcess(
+        env={
+            "HEARTBEAT_INTERVAL_SECS": str(STEP_WAIT_SECS),
+            "HEARTBEAT_TIMEOUT_SECS": str(STEP_WAIT_SECS),
+            "RATE_LIMIT_PER_SEC": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "READ_ROWS_PER_SEC": "0",
+        }
+    ).start()
     yield proc
     proc.stop()
 
