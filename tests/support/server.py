@@ -27,6 +27,9 @@ TEST_ENV = {
     "HEARTBEAT_TIMEOUT_SECS": "20",
     "RATE_LIMIT_PER_SEC": "200",
     "RATE_LIMIT_BURST": "400",
+    # Tests read as fast as the machine lets them; tests/test_read_budget.py runs its own server.
+    "READ_ROWS_PER_SEC": "100000",
+    "READ_ROWS_BURST": "200000",
     "SHUTDOWN_TIMEOUT_SECS": "5",
 }
 
