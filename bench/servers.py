@@ -56,7 +56,7 @@ class Server:
     def cwd(self) -> str:
         return REPO_ROOT
 
-    def prepare(self, groups: list[list[str]], tag: str) -> list:
+    def prepare(self, groups: list[list[str]], tag: str, tenant_id: str = TENANT) -> list:
         """Conversation ids for the given member lists (first member is the creator)."""
         return [f"{tag}-{i}" for i in range(len(groups))]
 
@@ -295,10 +295,10 @@ class Ours(Server):
         return self._argv(), env
 
     # -- REST set-up --------------------------------------------------------
-    def prepare(self, groups, tag):
-        return asyncio.run(self._prepare(groups))
+    def prepare(self, groups, tag, tenant_id=TENANT):
+        return asyncio.run(self._prepare(groups, tenant_id))
 
-    async def _prepare(self, groups, concurrency: int = 8):
+    async def _prepare(self, groups, tenant_id, concurrency: int = 8):
         ids: list = [None] * len(groups)
         queue = list(enumerate(groups))[::-1]
         errors: list[str] = []
@@ -310,7 +310,7 @@ class Ours(Server):
                 while queue and time.monotonic() < deadline:
                     i, members = queue.pop()
                     owner = members[0]
-                    hdr = {"Authorization": f"Bearer {make_token(owner)}", "Content-Type": "application/json"}
+                    hdr = {"Authorization": f"Bearer {make_token(owner, tenant_id)}", "Content-Type": "application/json"}
                     body = {"type": "group", "title": f"bench {i}", "participant_ids": members[1:]}
                     status, data = await cli.request("POST", "/api/notifications/chat/conversations/", hdr,
                                                      json.dumps(body).encode())

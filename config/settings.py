@@ -66,6 +66,8 @@ class Settings:
     # X-Forwarded-For / X-Real-IP name the client only behind a proxy that sets them; anywhere
     # else any client could write what the access log shows as its address.
     trust_proxy_headers: bool = False
+    # Where SIGUSR1 writes a tracemalloc snapshot when PYTHONTRACEMALLOC is set; None: the temp dir.
+    tracemalloc_snapshot_dir: str | None = None
 
     @property
     def uses_embedded_database(self) -> bool:

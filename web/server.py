@@ -16,6 +16,7 @@ from web.context import AppContext
 from web.file_sweep import sweep_unattached_files
 from web.gc_tuning import tune_after_startup
 from web.http_server import GuardedHTTPServer, default_connection_cap
+from web.memory_snapshot import dump_on_signal
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class ChatServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        dump_on_signal(loop, self.settings.tracemalloc_snapshot_dir)
         await self._stopped.wait()
         logger.info("chat server stopped")
 

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover
         return _json.dumps(o, separators=(",", ":")).encode()
 
 from . import wsclient
+from .churn import Churn
 from .httpclient import KeepAliveHTTP
 
 
@@ -92,6 +93,7 @@ class Worker:
         self.closed_loop_phase = -1
         self.closed_loop_sent = 0
         self.stop = None
+        self.churn = Churn(wid)
 
     # ------------------------------------------------------------------ io
     def _on_close(self, proto):
@@ -413,6 +415,10 @@ class Worker:
                 if ls is not None:
                     joined[k] = min(joined.get(k, ls), ls)
         return {"sent": sent, "joined": joined}
+
+    async def cmd_churn(self, c):
+        """One slice of the soak's connect-join-send-react-disconnect cycles (``bench.loadgen.churn``)."""
+        return await self.churn.run_slice(c)
 
     async def cmd_close_all(self, c):
         for s in self.socks:
