@@ -7,9 +7,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actors.delivery import storage_failure
 from actors.errors import ChatError
 from actors.runtime import LoopFuture
-from actors.write_queue import storage_failure
 
 logger = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ Its other parts live beside it: the ordered write queue (``write_queue``), typin
 
 All methods run on the loop thread, one message at a time (``actors.runtime``). Methods
 that need the database start the I/O with ``run_io`` and answer through a ``LoopFuture``;
-nothing here awaits. Messages are numbered and stored in batches, one batch in flight at
-a time, and broadcast strictly in ``seq`` order once stored.
+nothing here awaits. Messages, and the events that change them (``stream_events``), are
+numbered in one ``seq`` sequence and stored in batches, one batch in flight at a time, and
+broadcast strictly in ``seq`` order once stored.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from actors import protocol
 from actors.answers import AnswersAfterIO
 from actors.conversation_doc import ConversationDocument
-from actors.delivery import PendingSend
+from actors.delivery import PendingWrite
 from actors.errors import Conflict, InvalidMessage, NotFound, StorageUnavailable
 from actors.history import message_objects
 from actors.idle import RetiresWhenIdle
@@ -27,6 +28,7 @@ from actors.membership import ManagesMembership
 from actors.policy import Action, authorize
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
+from actors.stream_events import StreamEvents, stream_position
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
 from actors.write_queue import OrderedWriteQueue
@@ -68,8 +70,11 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         self._subscribers: dict[str, Subscriber] = {}
         self._catching_up: dict[str, list[bytes]] = {}  # conn_id -> live events held during replay
         self._typing = TypingState(settings.typing_ttl_secs, self.call_later, self._announce_typing)
-        self._writes = OrderedWriteQueue(storage, self.tenant_id, self.conversation_id, state.last_seq, self.run_io, self)
         self._document = ConversationDocument(storage, settings, self.tenant_id, self.conversation_id, self)
+        self._stream = StreamEvents(storage, self.tenant_id, self.conversation_id, self._document.write)
+        self._writes = OrderedWriteQueue(
+            storage, self.tenant_id, self.conversation_id, state.last_seq, self.run_io, self, self._stream
+        )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -98,8 +103,9 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
     # --- sockets -------------------------------------------------------------------------
 
     def join(self, conn: Subscriber, since_seq: int | None, request_id: Any = None) -> LoopFuture:
-        """Subscribe ``conn``; replay stored messages after ``since_seq`` first, with no gap or
-        duplicate. Answers how many it replayed (what the reader pays from its read budget)."""
+        """Subscribe ``conn``; replay the stream after ``since_seq`` first (messages and events,
+        as they stand now), with no gap or duplicate. Answers how many events it replayed (what
+        the reader pays from its read budget)."""
         self._authorize(Action.READ, conn.principal)
         upto = self._writes.last_seq
         joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
@@ -113,10 +119,16 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         limit = self._settings.replay_limit
 
         async def read_replay():
-            docs = await self._storage.messages.page(
-                self.tenant_id, self.conversation_id, after_seq=since_seq, before_seq=upto + 1, limit=limit + 1, newest_first=False
+            rows = await self._storage.messages.page(
+                self.tenant_id,
+                self.conversation_id,
+                after_seq=since_seq,
+                before_seq=upto + 1,
+                limit=limit + 1,
+                newest_first=False,
+                events=True,
             )
-            return None if len(docs) > limit else await message_objects(self._storage, self.tenant_id, docs)
+            return None if len(rows) > limit else await self._stream.render(rows, self._conversation)
 
         def replay_failed(error: BaseException) -> None:
             self._catching_up.pop(conn.conn_id, None)
@@ -134,12 +146,12 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
                         "resync_required",
                         conversation_id=self.conversation_id,
                         last_seq=upto,
-                        reason=f"more than {limit} messages missed; load history over REST up to last_seq",
+                        reason=f"more than {limit} events missed; load history over REST up to last_seq",
                     )
                 )
             else:
-                for message in result:
-                    conn.send(protocol.event("new_message", message=message))
+                for kind, fields in result:
+                    conn.send(protocol.event(kind, **fields))
                 replayed = len(result)
             for data in held:
                 conn.send(data)
@@ -205,7 +217,7 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
             reply_to=body.get("reply_to"),
         )
         reply = LoopFuture()
-        self._enqueue(PendingSend(doc, reply, origin, request_id))
+        self._enqueue(PendingWrite(doc, reply, origin, request_id))
         self._typing.set(principal.user_id, False)
         return reply
 
@@ -222,12 +234,22 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
             metadata={"by": principal.user_id, **metadata},
         )
         stored = LoopFuture()
-        self._enqueue(PendingSend(doc, stored, None))
+        self._enqueue(PendingWrite(doc, stored, None))
         answered = LoopFuture()
         stored.add_done_callback(lambda _: answered.set(answer))
         return answered
 
-    def _enqueue(self, pending: PendingSend) -> None:
+    def _record(
+        self, principal: Principal, kind: str, origin: Subscriber | None, request_id: Any, unchanged: dict | None = None, **fields: Any
+    ) -> LoopFuture:
+        """Queue an event row (``actors.stream_events``); the answer is the change's, once its row
+        is stored and the change made, in ``seq`` order with everything else of this stream."""
+        reply = LoopFuture()
+        row = self._stream.row(principal.user_id, kind, **fields)
+        self._enqueue(PendingWrite(row, reply, origin, request_id, unchanged=unchanged))
+        return reply
+
+    def _enqueue(self, pending: PendingWrite) -> None:
         self._cancel_idle()
         self._writes.enqueue(pending)
 
@@ -237,21 +259,33 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
 
     # What the write queue tells this actor (``actors.write_queue.WriteListener``).
 
-    def _message_stored(self, pending: PendingSend, doc: dict) -> None:
+    def _message_stored(self, pending: PendingWrite, doc: dict) -> None:
         message = protocol.message_object(doc)
-        self._publish("new_message", pending.origin, pending.request_id, message=message)
+        self._publish("new_message", pending.origin, pending.request_id, message=message, **stream_position(doc))
         if pending.reply is not None:
             pending.reply.set((message, True))
 
-    def _retry_answered(self, pending: PendingSend, doc: dict) -> None:
+    def _retry_answered(self, pending: PendingWrite, doc: dict) -> None:
         message = protocol.message_object(doc)
         if pending.origin is not None:
-            pending.origin.send(protocol.event("new_message", pending.request_id, message=message))
+            pending.origin.send(protocol.event("new_message", pending.request_id, message=message, **stream_position(doc)))
         if pending.reply is not None:
             pending.reply.set((message, False))
 
-    def _found_after_failure(self, doc: dict) -> None:
-        self._broadcast(protocol.event("new_message", message=protocol.message_object(doc)))
+    def _event_stored(self, pending: PendingWrite, row: dict) -> None:
+        applied = pending.applied
+        if row["event"] == "conversation_updated" and applied.refusal is None:
+            self._conversation = applied.answer
+        fields = {**applied.fields, **stream_position(row)}
+        if applied.refusal is not None:  # its requester is told why; everyone else sees the row
+            self._broadcast(protocol.event(row["event"], **fields))
+            pending.reply.set_exception((type(applied.refusal), applied.refusal, None))
+        else:
+            self._publish(row["event"], pending.origin, pending.request_id, **fields)
+            pending.reply.set(applied.answer)
+
+    def _found_after_failure(self, kind: str, fields: dict) -> None:
+        self._broadcast(protocol.event(kind, **fields))
 
     def _batch_stored(self, last_doc: dict) -> None:
         self._document.note_activity(last_doc["created_at"])
@@ -262,7 +296,7 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
     def edit(self, principal: Principal, message_id: str, content: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
         self._authorize(Action.READ, principal)  # a missing message is named before any refusal
 
-        async def work():
+        async def check():
             doc = await self._message_here(message_id)
             own = doc["message_type"] != "system" and doc["sender_id"] == principal.user_id
             self._authorize(Action.EDIT_MESSAGE, principal, own_message=own)
@@ -270,34 +304,31 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
                 raise Conflict("The message was deleted")
             if doc["message_type"] == "text" and not content.strip():
                 raise InvalidMessage("Invalid fields", {"content": ["Must not be empty."]})
-            updated = await self._storage.messages.edit(self.tenant_id, message_id, content)
-            if updated is None:
-                raise Conflict("The message was deleted")
-            return await self._with_reactions(updated)
+            return await self._with_reactions(doc)
 
-        def edited(message, error):
-            self._publish("message_updated", origin, request_id, message=message)
-            return message
+        def record(message, error):
+            unchanged = {"message": message}
+            return self._record(principal, "message_updated", origin, request_id, unchanged, message_id=message_id, content=content)
 
-        return self._io(work(), edited)
+        return self._io(check(), record)
 
     def delete(self, principal: Principal, message_id: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        """Answers the tombstone; deleting a deleted message answers it again and records nothing."""
         self._authorize(Action.READ, principal)
 
-        async def work():
+        async def check():
             doc = await self._message_here(message_id)
             self._authorize(Action.DELETE_MESSAGE, principal, own_message=doc["sender_id"] == principal.user_id)
+            return doc
+
+        def record(doc, error):
             if doc["is_deleted"]:
+                if origin is not None:
+                    origin.send(protocol.event("message_deleted", request_id, message_id=message_id, conversation_id=self.conversation_id))
                 return protocol.message_object(doc)
-            updated = await self._storage.messages.tombstone(self.tenant_id, message_id)
-            await self._storage.reactions.delete_message(self.tenant_id, message_id)
-            return protocol.message_object(updated)
+            return self._record(principal, "message_deleted", origin, request_id, message_id=message_id)
 
-        def deleted(message, error):
-            self._publish("message_deleted", origin, request_id, message_id=message["id"], conversation_id=self.conversation_id)
-            return message
-
-        return self._io(work(), deleted)
+        return self._io(check(), record)
 
     async def _message_here(self, message_id: str) -> dict:
         doc = await self._storage.messages.get(self.tenant_id, message_id)
@@ -311,49 +342,40 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
     # --- reactions, typing, receipts -----------------------------------------------------
 
     def react(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
+        """Answers ``(reaction, added)``: adding one the user already has answers it, records nothing."""
         self._authorize(Action.READ, principal)
 
-        async def work():
+        async def check():
             doc = await self._message_here(message_id)
             self._authorize(Action.REACT, principal)
             if doc["is_deleted"]:
                 raise Conflict("The message was deleted")
-            return await self._storage.reactions.add(self.tenant_id, self.conversation_id, message_id, principal.user_id, emoji)
+            return await self._storage.reactions.get(self.tenant_id, message_id, principal.user_id, emoji)
 
-        def added(result, error):
-            reaction, is_new = result
-            obj = protocol.reaction_object(reaction)
-            if is_new:
-                self._publish("reaction_added", origin, request_id, reaction=obj)
-            elif origin is not None:
-                origin.send(protocol.event("reaction_added", request_id, reaction=obj))
-            return obj, is_new
+        def record(existing, error):
+            if existing is not None:
+                obj = protocol.reaction_object(existing)
+                if origin is not None:
+                    origin.send(protocol.event("reaction_added", request_id, reaction=obj))
+                return obj, False
+            return self._record(principal, "reaction_added", origin, request_id, message_id=message_id, user_id=principal.user_id, emoji=emoji)
 
-        return self._io(work(), added)
+        return self._io(check(), record)
 
     def unreact(self, principal: Principal, message_id: str, emoji: str, origin: Subscriber | None = None, request_id: Any = None) -> LoopFuture:
         self._authorize(Action.READ, principal)
 
-        async def work():
+        async def check():
             await self._message_here(message_id)
             self._authorize(Action.REACT, principal)
-            return await self._storage.reactions.remove(self.tenant_id, message_id, principal.user_id, emoji)
+            return await self._storage.reactions.get(self.tenant_id, message_id, principal.user_id, emoji)
 
-        def removed(was_there, error):
-            if not was_there:
+        def record(existing, error):
+            if existing is None:
                 raise NotFound("No such reaction")
-            self._publish(
-                "reaction_removed",
-                origin,
-                request_id,
-                message_id=message_id,
-                conversation_id=self.conversation_id,
-                user_id=principal.user_id,
-                emoji=emoji,
-            )
-            return True
+            return self._record(principal, "reaction_removed", origin, request_id, message_id=message_id, user_id=principal.user_id, emoji=emoji)
 
-        return self._io(work(), removed)
+        return self._io(check(), record)
 
     def typing(self, principal: Principal, is_typing: bool) -> None:
         # Stopping is always allowed to whoever may see the conversation: it only ever clears state.

@@ -1,4 +1,5 @@
-"""The storage side of ordered delivery: deduplicate, number and insert one batch of messages.
+"""The storage side of ordered delivery: deduplicate, number and insert one batch of stream
+rows (messages and event rows), then apply the changes the event rows record, in order.
 
 Runs as a coroutine started by a ``ConversationActor``; it touches no actor state.
 Everything it decides comes back as a ``BatchOutcome`` that the actor applies as a
@@ -11,6 +12,7 @@ import dataclasses
 import logging
 
 from actors.errors import ChatError, InvalidMessage, NotFound, StorageUnavailable
+from actors.stream_events import Applied, StreamEvents
 from storage import Storage
 from storage.clock import utcnow
 from storage.errors import OrderedInsertStopped, StorageError
@@ -20,26 +22,36 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class PendingSend:
-    """A message waiting for its seq; ``reply`` is settled once it is stored (or refused)."""
+class PendingWrite:
+    """A stream row waiting for its seq; ``reply`` is settled once it is stored (or refused)."""
 
     doc: dict
     reply: object | None
     origin: object | None
     request_id: object = None
+    # An event row: what members are shown if its change cannot be made (the state before it;
+    # when not given, what the row says), and, once stored, the change as made.
+    unchanged: dict | None = None
+    applied: Applied | None = None
+
+    @property
+    def is_event(self) -> bool:
+        return "event" in self.doc
 
 
 @dataclasses.dataclass
 class BatchOutcome:
-    stored: list[tuple[PendingSend, dict]] = dataclasses.field(default_factory=list)
-    duplicates: list[tuple[PendingSend, dict]] = dataclasses.field(default_factory=list)
-    failed: list[tuple[PendingSend, ChatError]] = dataclasses.field(default_factory=list)
+    stored: list[tuple[PendingWrite, dict]] = dataclasses.field(default_factory=list)
+    duplicates: list[tuple[PendingWrite, dict]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[PendingWrite, ChatError]] = dataclasses.field(default_factory=list)
     # The write may have reached the database even though it reported an error; the
     # actor must re-read the last seq before numbering anything else.
     uncertain: bool = False
 
 
-async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, batch: list[PendingSend], next_seq: int) -> BatchOutcome:
+async def store_batch(
+    storage: Storage, tenant_id: str, conversation_id: str, batch: list[PendingWrite], next_seq: int, stream: StreamEvents
+) -> BatchOutcome:
     outcome = BatchOutcome()
     try:
         known_replies = await _known_reply_targets(storage, tenant_id, conversation_id, batch)
@@ -50,12 +62,15 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
         outcome.failed = [(pending, StorageUnavailable()) for pending in batch]
         return outcome
 
-    to_insert: list[PendingSend] = []
-    first_in_batch: dict[str, PendingSend] = {}
-    followers: list[tuple[PendingSend, PendingSend]] = []
+    to_insert: list[PendingWrite] = []
+    first_in_batch: dict[str, PendingWrite] = {}
+    followers: list[tuple[PendingWrite, PendingWrite]] = []
     for pending in batch:
         doc = pending.doc
-        if doc["_id"] in first_in_batch:  # the same client_msg_id twice in one batch
+        if pending.is_event:
+            doc["created_at"] = utcnow()
+            to_insert.append(pending)
+        elif doc["_id"] in first_in_batch:  # the same client_msg_id twice in one batch
             followers.append((pending, first_in_batch[doc["_id"]]))
         elif doc["reply_to"] is not None and doc["reply_to"] not in known_replies:
             outcome.failed.append((pending, NotFound("reply_to is not a message of this conversation", {"reply_to": ["Not found."]})))
@@ -67,6 +82,9 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
             to_insert.append(pending)
 
     await _insert_numbered(storage, tenant_id, to_insert, next_seq, outcome)
+    for pending, doc in outcome.stored:
+        if pending.is_event:
+            pending.applied = await _apply(stream, pending)
     stored_ids = {id(pending) for pending, _ in outcome.stored}
     for pending, leader in followers:
         if id(leader) in stored_ids:
@@ -80,7 +98,7 @@ async def store_batch(storage: Storage, tenant_id: str, conversation_id: str, ba
     return outcome
 
 
-async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[PendingSend], next_seq: int, outcome: BatchOutcome) -> None:
+async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[PendingWrite], next_seq: int, outcome: BatchOutcome) -> None:
     """Number and insert in order. A retried ``client_msg_id`` collides on its derived ``_id``:
     answer it with the stored original and renumber the rest, so no seq is skipped."""
     while to_insert:
@@ -114,7 +132,30 @@ async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[Pen
             return
 
 
-def _refuse(pendings: list[PendingSend], outcome: BatchOutcome) -> None:
+def storage_failure(error: BaseException) -> ChatError:
+    """What a failed write means to its sender."""
+    if isinstance(error, ChatError):
+        return error
+    if isinstance(error, StorageError):
+        return StorageUnavailable()
+    return ChatError()
+
+
+async def _apply(stream: StreamEvents, pending: PendingWrite) -> Applied:
+    """Apply a stored event row. If the database fails between the row and its change, members
+    are still shown the row, with the state before it, so nobody sees a gap, and the requester
+    gets ``storage_unavailable``: retrying makes the change."""
+    row = pending.doc
+    try:
+        return await stream.apply(row)
+    except (ChatError, StorageError) as error:
+        if isinstance(error, StorageError):
+            logger.warning("%s stored but not applied in %s: %s", row["event"], row["conversation_id"], error)
+        unchanged = pending.unchanged if pending.unchanged is not None else stream.fields_from_row(row)
+        return Applied(unchanged, refusal=storage_failure(error))
+
+
+def _refuse(pendings: list[PendingWrite], outcome: BatchOutcome) -> None:
     """Not acknowledged; the write may still have landed, so the actor must re-read."""
     outcome.uncertain = True
     for pending in pendings:
@@ -123,14 +164,14 @@ def _refuse(pendings: list[PendingSend], outcome: BatchOutcome) -> None:
 
 
 async def _known_reply_targets(storage, tenant_id, conversation_id, batch) -> set[str]:
-    targets = {pending.doc["reply_to"] for pending in batch if pending.doc["reply_to"] is not None}
+    targets = {pending.doc["reply_to"] for pending in batch if pending.doc.get("reply_to") is not None}
     if not targets:
         return set()
     return await storage.messages.existing_ids(tenant_id, conversation_id, list(targets))
 
 
 async def _referenced_files(storage, tenant_id, batch) -> dict[str, dict]:
-    ids = {pending.doc["metadata"].get("file_id") for pending in batch if pending.doc["message_type"] in FILE_MESSAGE_TYPES}
+    ids = {pending.doc["metadata"].get("file_id") for pending in batch if pending.doc.get("message_type") in FILE_MESSAGE_TYPES}
     return await storage.files.of_ids(tenant_id, [i for i in ids if isinstance(i, str)])
 
 
@@ -141,8 +182,8 @@ async def _attach_files(storage, tenant_id, conversation_id, batch, known_replie
     wanted = {
         pending.doc["metadata"]["file_id"]
         for pending in batch
-        if (pending.doc["reply_to"] is None or pending.doc["reply_to"] in known_replies)
-        and pending.doc["message_type"] in FILE_MESSAGE_TYPES
+        if pending.doc.get("message_type") in FILE_MESSAGE_TYPES
+        and (pending.doc["reply_to"] is None or pending.doc["reply_to"] in known_replies)
         and _file_refusal(pending.doc, conversation_id, files) is None
         and files[pending.doc["metadata"]["file_id"]].get("attached") is False
     }

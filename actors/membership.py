@@ -14,7 +14,7 @@ from actors.runtime import LoopFuture
 
 class ManagesMembership:
     """Needs the actor's ``_members``, ``_conversation``, ``_subscribers``, ``_storage``,
-    ``_document``, ``_authorize``, ``_io``, ``_post_system``, ``_broadcast``, ``leave`` and ``_retire``."""
+    ``_authorize``, ``_io``, ``_record``, ``_post_system``, ``_broadcast``, ``leave`` and ``_retire``."""
 
     def add_participant(self, principal: Principal, user_id: str, role: str) -> LoopFuture:
         self._authorize(Action.MANAGE_PARTICIPANTS, principal)
@@ -56,26 +56,20 @@ class ManagesMembership:
         return self._io(self._storage.participants.remove(self.tenant_id, self.conversation_id, user_id), removed)
 
     def update_details(self, principal: Principal, changes: dict) -> LoopFuture:
+        """Answers the updated conversation once ``conversation_updated`` is stored and shown (and
+        a title change's system message after it)."""
         self._authorize(Action.UPDATE_CONVERSATION, principal)
         old_title = self._conversation.get("title")
+        unchanged = {"conversation": protocol.conversation_object(self._conversation)}
+        updated = self._record(principal, "conversation_updated", None, None, unchanged, changes=changes)
 
-        def updated(conversation, error):
-            if conversation is None:
-                raise NotFound("Conversation not found")
-            self._conversation = conversation
-            self._broadcast(protocol.event("conversation_updated", conversation=protocol.conversation_object(conversation)))
-            if conversation.get("title") == old_title:
+        def titled(conversation: dict) -> dict | LoopFuture:
+            title = conversation.get("title")
+            if title == old_title:
                 return conversation
-            return self._post_system(
-                principal,
-                f"{principal.user_id} changed the title to {conversation.get('title')!r}",
-                conversation,
-                event="title_changed",
-                title=conversation.get("title"),
-            )
+            return self._post_system(principal, f"{principal.user_id} changed the title to {title!r}", conversation, event="title_changed", title=title)
 
-        update = self._storage.conversations.update
-        return self._io(self._document.write(lambda: update(self.tenant_id, self.conversation_id, changes)), updated)
+        return updated.then(titled)
 
     def delete_conversation(self, principal: Principal) -> LoopFuture:
         self._authorize(Action.DELETE_CONVERSATION, principal)

@@ -134,6 +134,28 @@ class LoopFuture(pykka.Future):
 
         self.add_done_callback(forward)
 
+    def then(self, fn: Callable[[Any], Any]) -> LoopFuture:
+        """A future of ``fn(value)`` once this one succeeds (when ``fn`` answers with a
+        ``LoopFuture``, of that one's outcome); of this one's error otherwise."""
+        chained = LoopFuture()
+
+        def settle(done: LoopFuture) -> None:
+            if done._exc is not None:
+                done.forward_to(chained)
+                return
+            try:
+                value = fn(done._value)
+            except Exception as error:
+                chained.set_exception((type(error), error, error.__traceback__))
+                return
+            if isinstance(value, LoopFuture):
+                value.forward_to(chained)
+            else:
+                chained.set(value)
+
+        self.add_done_callback(settle)
+        return chained
+
     def result(self) -> Any:
         if self._exc is not None:
             raise self._exc

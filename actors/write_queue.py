@@ -1,10 +1,10 @@
-"""A conversation's ordered write queue: messages numbered and stored in batches, one batch in
-flight, their outcomes handed back in ``seq`` order.
+"""A conversation's ordered write queue: stream rows (messages and event rows) numbered and
+stored in batches, one batch in flight, their outcomes handed back in ``seq`` order.
 
 Owned by one ``ConversationActor`` and run on the loop thread like it: I/O goes through the
 actor's ``run_io``, so every outcome is handled as one of the actor's messages. The queue
 decides numbering, batching, refusals while the database is down and the re-read after a
-write whose outcome is unknown; the actor decides what a stored message means (broadcast,
+write whose outcome is unknown; the actor decides what a stored row means (broadcast,
 answers, activity) through ``WriteListener``.
 """
 
@@ -14,11 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.delivery import BatchOutcome, PendingWrite, storage_failure, store_batch
 from actors.errors import ChatError, StorageUnavailable
 from actors.runtime import LoopFuture, loop
+from actors.stream_events import StreamEvents
 from storage import Storage
-from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -33,29 +33,23 @@ STORAGE_RETRY_SECS = 1.0
 class WriteListener(Protocol):
     """What the queue tells its owner; private names, so they stay off the owner's actor proxy."""
 
-    def _message_stored(self, pending: PendingSend, doc: dict) -> None:
+    def _message_stored(self, pending: PendingWrite, doc: dict) -> None:
         """A new message, stored with its seq: broadcast it and answer its sender."""
 
-    def _retry_answered(self, pending: PendingSend, doc: dict) -> None:
+    def _event_stored(self, pending: PendingWrite, row: dict) -> None:
+        """An event row, stored with its seq and its change applied (``pending.applied``)."""
+
+    def _retry_answered(self, pending: PendingWrite, doc: dict) -> None:
         """A retried ``client_msg_id``: answer with the stored original, broadcast nothing."""
 
-    def _found_after_failure(self, doc: dict) -> None:
-        """A message that reached the database although its write reported a failure."""
+    def _found_after_failure(self, kind: str, fields: dict) -> None:
+        """A row that reached the database although its write reported a failure, as it stands."""
 
     def _batch_stored(self, last_doc: dict) -> None:
         """A batch is in: ``last_doc`` is its newest message."""
 
     def _queue_drained(self) -> None:
         """Nothing queued or in flight any more."""
-
-
-def storage_failure(error: BaseException) -> ChatError:
-    """What a failed write means to its sender."""
-    if isinstance(error, ChatError):
-        return error
-    if isinstance(error, StorageError):
-        return StorageUnavailable()
-    return ChatError()
 
 
 class OrderedWriteQueue:
@@ -67,6 +61,7 @@ class OrderedWriteQueue:
         last_seq: int,
         run_io: Callable[[Awaitable[Any], Callable[[Any, BaseException | None], None]], None],
         listener: WriteListener,
+        stream: StreamEvents,
     ) -> None:
         self._storage = storage
         self._tenant_id = tenant_id
@@ -74,7 +69,8 @@ class OrderedWriteQueue:
         self.last_seq = last_seq  # highest seq stored and handed to the listener
         self._run_io = run_io
         self._listener = listener
-        self._pending: list[PendingSend] = []
+        self._stream = stream
+        self._pending: list[PendingWrite] = []
         self._in_flight = False
         self._reconcile_needed = False
         self._storage_down_until = 0.0  # loop time; see STORAGE_RETRY_SECS
@@ -87,7 +83,7 @@ class OrderedWriteQueue:
     def storage_down(self) -> bool:
         return self._storage_down_until > 0.0 and loop().time() < self._storage_down_until
 
-    def enqueue(self, pending: PendingSend) -> None:
+    def enqueue(self, pending: PendingWrite) -> None:
         self._pending.append(pending)
         self._store_next()
 
@@ -128,18 +124,21 @@ class OrderedWriteQueue:
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
         self._run_io(
-            store_batch(self._storage, self._tenant_id, self._conversation_id, batch, self.last_seq + 1),
+            store_batch(self._storage, self._tenant_id, self._conversation_id, batch, self.last_seq + 1, self._stream),
             lambda outcome, error: self._stored(batch, outcome, error),
         )
 
-    def _stored(self, batch: list[PendingSend], outcome: BatchOutcome | None, error: BaseException | None) -> None:
+    def _stored(self, batch: list[PendingWrite], outcome: BatchOutcome | None, error: BaseException | None) -> None:
         self._in_flight = False
         if error is not None:  # a bug in store_batch: refuse the batch, keep the actor
             logger.error("storing a batch failed", exc_info=(type(error), error, error.__traceback__))
             outcome = BatchOutcome(failed=[(pending, storage_failure(error)) for pending in batch], uncertain=True)
         for pending, doc in outcome.stored:
             self.last_seq = doc["seq"]
-            self._listener._message_stored(pending, doc)
+            if pending.is_event:
+                self._listener._event_stored(pending, doc)
+            else:
+                self._listener._message_stored(pending, doc)
         for pending, doc in outcome.duplicates:
             self._listener._retry_answered(pending, doc)
         for pending, failure in outcome.failed:
@@ -154,13 +153,26 @@ class OrderedWriteQueue:
         self._reconcile_needed = self._reconcile_needed or outcome.uncertain
         self._store_next()
 
-    def _read_beyond_last_seq(self) -> Awaitable[list[dict]]:
-        """After an uncertain write: what reached the database beyond our last seq."""
-        return self._storage.messages.page(
-            self._tenant_id, self._conversation_id, after_seq=self.last_seq, limit=0, newest_first=False
+    async def _read_beyond_last_seq(self) -> tuple[int, list[tuple[str, dict]]]:
+        """After an uncertain write: the last seq stored and what reached the database beyond
+        ours, as ``(event type, fields)``. An event row found there is applied now: its place in
+        the stream was taken, so its change is made (applying is idempotent)."""
+        rows = await self._storage.messages.page(
+            self._tenant_id, self._conversation_id, after_seq=self.last_seq, limit=0, newest_first=False, events=True
         )
+        for row in rows:
+            if "event" in row:
+                try:
+                    await self._stream.apply(row)
+                except ChatError:
+                    pass  # a race lost: the row is shown as things stand
+        conversation = None
+        if any(row.get("event") == "conversation_updated" for row in rows):
+            conversation = await self._storage.conversations.get(self._tenant_id, self._conversation_id)
+        rendered = await self._stream.render(rows, conversation)
+        return (rows[-1]["seq"] if rows else self.last_seq), rendered
 
-    def _caught_up(self, docs: list[dict] | None, error: BaseException | None) -> None:
+    def _caught_up(self, found: tuple[int, list[tuple[str, dict]]] | None, error: BaseException | None) -> None:
         self._in_flight = False
         if error is not None:
             logger.warning("still cannot read %s after a failed write: %s", self._conversation_id, error)
@@ -169,9 +181,10 @@ class OrderedWriteQueue:
             self._store_next()
             return
         self._reconcile_needed = False
-        for doc in docs:
-            self.last_seq = doc["seq"]
-            self._listener._found_after_failure(doc)
+        last_seq, rendered = found
+        for kind, fields in rendered:
+            self._listener._found_after_failure(kind, fields)
+        self.last_seq = last_seq
         self._store_next()
 
     def _storage_failed(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 # Driver errors repositories may catch themselves (a duplicate _id is how a key stays unique).
-__all__ = ["DuplicateKeyError", "OrderedInsertStopped", "StorageError", "translate_driver_errors"]
+__all__ = ["DuplicateKeyError", "OrderedInsertStopped", "StorageError", "translated"]
 
 DUPLICATE_KEY_CODE = 11000
 

@@ -1,4 +1,12 @@
-"""Messages, numbered by a per-conversation ``seq`` that a unique index keeps gap-free and single."""
+"""A conversation's stream: its messages and the events that change them, numbered by one
+per-conversation ``seq`` that a unique index keeps single.
+
+A message row has no ``event`` field. An event row (``build_event``) records one change to the
+stream (an edit, a deletion, a reaction, new details) with its own ``seq``: kept in the same
+collection, under the same index, so that one sequence orders everything a member sees and a
+resume reads it in one query. Readers of messages (history, unread counts, lookups by id) see
+message rows only (``MESSAGES``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ from storage.keys import derived_id
 from storage.repository import Repository, index
 
 MESSAGE_TYPES = ("text", "emoji", "file", "image", "system")
+# Matches message rows only: an event row always has a (non-null) ``event``.
+MESSAGES = {"event": None}
 FILE_MESSAGE_TYPES = ("file", "image")  # they carry metadata.file_id, a stored upload
 
 
@@ -17,7 +27,9 @@ class MessageRepository(Repository):
     # A message sent with a client_msg_id gets an _id derived from it (client_message_id),
     # so the _id's own uniqueness makes retries idempotent: no extra index, no lookup before
     # the insert, and an O(1) check even in the embedded mongomock database.
-    indexes = (index("tenant_id", "conversation_id", "seq", unique=True, name="unique_seq"),)
+    # Event rows name their message; message rows have no ``message_id`` and stay out of it.
+    event_target_index = index("tenant_id", "message_id", name="event_target", sparse=True)
+    indexes = (index("tenant_id", "conversation_id", "seq", unique=True, name="unique_seq"), event_target_index)
 
     def __init__(self, db, *, embedded: bool = False) -> None:
         super().__init__(db)
@@ -26,7 +38,7 @@ class MessageRepository(Repository):
             # insert. The embedded database lives inside this one process, where the
             # conversation actor is provably the only writer of a seq, so the index would
             # guard against nothing; a real MongoDB keeps it (several processes may share it).
-            self.indexes = (index("tenant_id", "conversation_id", "seq", name="seq"),)
+            self.indexes = (index("tenant_id", "conversation_id", "seq", name="seq"), self.event_target_index)
 
     @staticmethod
     def build(
@@ -58,18 +70,38 @@ class MessageRepository(Repository):
             "client_msg_id": client_msg_id,
         }
 
+    @staticmethod
+    def build_event(tenant_id: str, conversation_id: str, by: str, event: str, **fields: object) -> dict:
+        """A new event row: ``fields`` say what it changes (``storage`` never reads them but
+        to apply the change); ``seq`` and ``created_at`` are set when it is stored."""
+        return {
+            "_id": new_id(),
+            "tenant_id": tenant_id,
+            "conversation_id": conversation_id,
+            "event": event,
+            "by": by,
+            **fields,
+            "seq": None,
+            "created_at": None,
+        }
+
     async def insert_ordered(self, docs: list[dict]) -> None:
         """Insert in order; ``OrderedInsertStopped`` says how long a prefix was stored."""
         await self.collection.insert_many(docs, ordered=True)
 
     async def get(self, tenant_id: str, message_id: str) -> dict | None:
-        return await self.collection.find_one(self.scoped(tenant_id, _id=message_id))
+        return await self.collection.find_one(self.scoped(tenant_id, _id=message_id, **MESSAGES))
+
+    async def of_ids(self, tenant_id: str, message_ids: list[str]) -> dict[str, dict]:
+        docs = await self._find(self.scoped(tenant_id, _id={"$in": message_ids}, **MESSAGES))
+        return {doc["_id"]: doc for doc in docs}
 
     async def existing_ids(self, tenant_id: str, conversation_id: str, message_ids: list[str]) -> set[str]:
-        cursor = self.collection.find(self.scoped(tenant_id, conversation_id=conversation_id, _id={"$in": message_ids}), {"_id": 1})
+        cursor = self.collection.find(self.scoped(tenant_id, conversation_id=conversation_id, _id={"$in": message_ids}, **MESSAGES), {"_id": 1})
         return {doc["_id"] for doc in await cursor.to_list(None)}
 
     async def last_seq(self, tenant_id: str, conversation_id: str) -> int:
+        """The stream's last position: of a message or of an event."""
         docs = await self._find(
             self.scoped(tenant_id, conversation_id=conversation_id), sort=[("seq", DESCENDING)], limit=1
         )
@@ -84,14 +116,16 @@ class MessageRepository(Repository):
         before_seq: int | None = None,
         limit: int,
         newest_first: bool,
+        events: bool = False,
     ) -> list[dict]:
-        """Messages with ``after_seq < seq < before_seq``, ``limit`` of them from one end."""
+        """Messages with ``after_seq < seq < before_seq``, ``limit`` of them from one end; with
+        ``events``, the event rows between them too (the stream as a resume reads it)."""
         seq_range = {}
         if after_seq is not None:
             seq_range["$gt"] = after_seq
         if before_seq is not None:
             seq_range["$lt"] = before_seq
-        query = self.scoped(tenant_id, conversation_id=conversation_id)
+        query = self.scoped(tenant_id, conversation_id=conversation_id, **({} if events else MESSAGES))
         if seq_range:
             query["seq"] = seq_range
         order = DESCENDING if newest_first else ASCENDING
@@ -105,12 +139,13 @@ class MessageRepository(Repository):
                 seq={"$gt": seq},
                 sender_id={"$ne": not_from},
                 is_deleted=False,
+                **MESSAGES,
             )
         )
 
     async def edit(self, tenant_id: str, message_id: str, content: str) -> dict | None:
         return await self.collection.find_one_and_update(
-            self.scoped(tenant_id, _id=message_id, is_deleted=False),
+            self.scoped(tenant_id, _id=message_id, is_deleted=False, **MESSAGES),
             {"$set": {"content": content, "edited_at": utcnow()}},
             return_document=ReturnDocument.AFTER,
         )
@@ -118,9 +153,15 @@ class MessageRepository(Repository):
     async def tombstone(self, tenant_id: str, message_id: str) -> dict | None:
         """Keep the seq (no gap for readers) but drop the content and metadata."""
         return await self.collection.find_one_and_update(
-            self.scoped(tenant_id, _id=message_id),
+            self.scoped(tenant_id, _id=message_id, **MESSAGES),
             {"$set": {"content": "", "metadata": {}, "is_deleted": True, "edited_at": utcnow()}},
             return_document=ReturnDocument.AFTER,
+        )
+
+    async def forget_edits(self, tenant_id: str, message_id: str) -> None:
+        """A deleted message's content must not outlive it in the rows of its edits."""
+        await self.collection.update_many(
+            self.scoped(tenant_id, message_id=message_id, event="message_updated"), {"$set": {"content": ""}}
         )
 
     async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:

@@ -17,16 +17,18 @@ class ReactionRepository(Repository):
         index("tenant_id", "conversation_id"),
     )
 
-    async def add(self, tenant_id: str, conversation_id: str, message_id: str, user_id: str, emoji: str) -> tuple[dict, bool]:
+    async def add(
+        self, tenant_id: str, conversation_id: str, message_id: str, user_id: str, emoji: str, *, at=None
+    ) -> tuple[dict, bool]:
         """``(reaction, added)``; ``added`` is false when the same one already existed."""
         doc = {
-            "_id": derived_id(tenant_id, message_id, user_id, emoji),
+            "_id": reaction_id(tenant_id, message_id, user_id, emoji),
             "tenant_id": tenant_id,
             "conversation_id": conversation_id,
             "message_id": message_id,
             "user_id": user_id,
             "emoji": emoji,
-            "created_at": utcnow(),
+            "created_at": at or utcnow(),
         }
         try:
             await self.collection.insert_one(doc)
@@ -38,6 +40,9 @@ class ReactionRepository(Repository):
                 raise
             return existing, False
         return doc, True
+
+    async def get(self, tenant_id: str, message_id: str, user_id: str, emoji: str) -> dict | None:
+        return await self.collection.find_one(self.scoped(tenant_id, _id=reaction_id(tenant_id, message_id, user_id, emoji)))
 
     async def remove(self, tenant_id: str, message_id: str, user_id: str, emoji: str) -> bool:
         result = await self.collection.delete_one(
@@ -55,6 +60,10 @@ class ReactionRepository(Repository):
 
     async def delete_conversation(self, tenant_id: str, conversation_id: str) -> None:
         await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
+
+
+def reaction_id(tenant_id: str, message_id: str, user_id: str, emoji: str) -> str:
+    return derived_id(tenant_id, message_id, user_id, emoji)
 
 
 def summarize(reactions: list[dict]) -> dict[str, list[dict]]:

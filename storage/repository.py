@@ -78,5 +78,5 @@ def _translate_public_methods(cls: type) -> None:
 _translate_public_methods(Repository)
 
 
-def index(*fields: str, unique: bool = False, name: str | None = None) -> IndexModel:
-    return IndexModel([(field, ASCENDING) for field in fields], unique=unique, name=name)
+def index(*fields: str, unique: bool = False, sparse: bool = False, name: str | None = None) -> IndexModel:
+    return IndexModel([(field, ASCENDING) for field in fields], unique=unique, sparse=sparse, name=name)

@@ -611,10 +611,10 @@ class World:
         }[kind]
         direct = [e for e in answers if e.get("type") == expect and ("request_id" in e or judged.echo is None)]
         if kind == "join_conversation":
-            extra = [e for e in answers if e not in direct and e.get("type") not in ("new_message", "resync_required")]
+            replayed = [e["seq"] for e in answers if "seq" in e and "request_id" not in e]
+            extra = [e for e in answers if e not in direct and "seq" not in e and e.get("type") != "resync_required"]
             assert len(direct) == 1 and not extra, f"join answer; {context}"
             assert direct[0]["conversation_id"] == frame["conversation_id"], context
-            replayed = [e["message"]["seq"] for e in answers if e.get("type") == "new_message"]
             if frame.get("since_seq") is None:
                 assert replayed == [], context
             else:
@@ -680,13 +680,11 @@ class World:
             expected = {mid: e for mid, e in self.messages.items() if e.conversation_id == conv}
             joined, events = await self.ask(sock, {"type": "join_conversation", "conversation_id": conv, "since_seq": 0})
             assert joined["type"] == "conversation_joined", joined
-            replay = [e["message"] for e in events if e.get("type") == "new_message" and "request_id" not in e]
-            replay = [m for m in replay if m["conversation_id"] == conv]
+            stream = [e for e in events if "seq" in e and "request_id" not in e and e["conversation_id"] == conv]
+            assert [e["seq"] for e in stream] == list(range(1, joined["last_seq"] + 1)), "seqs with gaps or duplicates"
+            replay = [e["message"] for e in stream if e["type"] == "new_message"]
             stored = [m for m in replay if m["message_type"] != "system"]
-            assert joined["last_seq"] == len(expected), (
-                f"{conv}: last_seq {joined['last_seq']} but {len(expected)} messages were accepted"
-            )
-            assert [m["seq"] for m in replay] == list(range(1, len(expected) + 1)), "seqs with gaps or duplicates"
+            assert len(replay) == len(expected), f"{conv}: {len(replay)} messages stored but {len(expected)} were accepted"
             assert {m["id"] for m in stored} == set(expected), "stored messages differ from the accepted sends"
             for message in stored:
                 want = expected[message["id"]]

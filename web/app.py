@@ -9,6 +9,7 @@ import tornado.web
 from web.context import AppContext
 from web.rest.base import API_PREFIX, NotFoundHandler
 from web.rest.conversations import ConversationHandler, ConversationsHandler
+from web.rest.events import EventsHandler
 from web.rest.files import FileHandler, UploadHandler
 from web.rest.health import HealthHandler
 from web.rest.messages import MessageHandler, MessagesHandler, ReadReceiptHandler
@@ -44,6 +45,7 @@ def routes(context: AppContext) -> list[tuple]:
         (rf"{conversation}/messages/?", MessagesHandler, ctx),
         (rf"{conversation}/messages/{ID('message_id')}/?", MessageHandler, ctx),
         (rf"{conversation}/read/?", ReadReceiptHandler, ctx),
+        (rf"{conversation}/events/?", EventsHandler, ctx),
         (rf"{message}/reactions/?", ReactionsHandler, ctx),
         (rf"{message}/reactions/{ID('emoji')}/?", ReactionHandler, ctx),
         (rf"{api}/presence/?", PresenceHandler, ctx),

@@ -9,9 +9,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from config import load_settings
 from config.settings import DEV_JWT_SECRET, ConfigError
-from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from web.auth import issue_token
 
 # What a source checkout that was never installed reports as its version.

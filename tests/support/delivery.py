@@ -69,3 +69,14 @@ async def rest_history(api: Api, conversation_id: str) -> list[dict]:
         else:
             path = api.server.http_url + link if link.startswith("/") else link
     return [seen[seq] for seq in sorted(seen)]
+
+
+async def stream_until(sock: Socket, last_seq: int, *, timeout: float = DEFAULT_WAIT_SECS) -> list[dict]:
+    """The socket's stream events (those with a ``seq``) in arrival order, up to ``last_seq``,
+    without the ``request_id`` a requester's own copy carries."""
+    events: list[dict] = []
+    while not events or events[-1]["seq"] < last_seq:
+        event = await sock.next(timeout=timeout)
+        if "seq" in event:
+            events.append({k: v for k, v in event.items() if k != "request_id"})
+    return events

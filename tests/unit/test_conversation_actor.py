@@ -104,7 +104,7 @@ async def test_a_rest_send_is_broadcast_to_every_joined_socket():
     assert created and message["seq"] == 1
     for sock in (alice, bob):
         event = await sock.next()
-        assert event == {"type": "new_message", "message": message}
+        assert event == {"type": "new_message", "message": message, "conversation_id": message["conversation_id"], "seq": 1}
 
 
 @on_loop

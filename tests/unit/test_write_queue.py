@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 
 from actors import write_queue
-from actors.delivery import BatchOutcome, PendingSend, store_batch
+from actors.delivery import BatchOutcome, PendingWrite, store_batch
 from actors.errors import ChatError, StorageUnavailable
 from actors.runtime import LoopFuture
+from actors.stream_events import StreamEvents
 from actors.write_queue import MAX_BATCH, STORAGE_RETRY_SECS, OrderedWriteQueue
 from storage import open_storage
 from tests.support.client import unique
@@ -52,8 +53,11 @@ class Listener:
     def _retry_answered(self, pending, doc) -> None:
         self.heard.append(("retry", doc["content"], doc["seq"]))
 
-    def _found_after_failure(self, doc) -> None:
-        self.heard.append(("found", doc["content"], doc["seq"]))
+    def _event_stored(self, pending, row) -> None:
+        self.heard.append(("event", row["event"], row["seq"]))
+
+    def _found_after_failure(self, kind, fields) -> None:
+        self.heard.append(("found", fields["message"]["content"], fields["seq"]))
 
     def _batch_stored(self, last_doc) -> None:
         self.heard.append(("batch", last_doc["seq"]))
@@ -79,25 +83,25 @@ class Scripted:
         self.failures = list(failures)
         self.next_seqs: list[int] = []
 
-    def __call__(self, storage, tenant_id, conversation_id, batch, next_seq):
+    def __call__(self, storage, tenant_id, conversation_id, batch, next_seq, stream):
         self.next_seqs.append(next_seq)
         if self.failures:
-            return self.failures.pop(0)(storage, batch, next_seq)
-        return store_batch(storage, tenant_id, conversation_id, batch, next_seq)
+            return self.failures.pop(0)(storage, batch, next_seq, stream)
+        return store_batch(storage, tenant_id, conversation_id, batch, next_seq, stream)
 
 
-async def refused_before_insert(storage, batch, next_seq) -> BatchOutcome:
+async def refused_before_insert(storage, batch, next_seq, stream) -> BatchOutcome:
     return BatchOutcome(failed=[(pending, StorageUnavailable()) for pending in batch])
 
 
-async def stored_but_reported_failed(storage, batch, next_seq) -> BatchOutcome:
+async def stored_but_reported_failed(storage, batch, next_seq, stream) -> BatchOutcome:
     """The write lands, but the answer is lost: the queue cannot know what was stored."""
-    await store_batch(storage, TENANT, CONVERSATION, batch, next_seq)
+    await store_batch(storage, TENANT, CONVERSATION, batch, next_seq, stream)
     return BatchOutcome(failed=[(pending, StorageUnavailable()) for pending in batch], uncertain=True)
 
 
-async def stored_then_crashed(storage, batch, next_seq) -> BatchOutcome:
-    await store_batch(storage, TENANT, CONVERSATION, batch, next_seq)
+async def stored_then_crashed(storage, batch, next_seq, stream) -> BatchOutcome:
+    await store_batch(storage, TENANT, CONVERSATION, batch, next_seq, stream)
     raise RuntimeError("a bug after the insert")
 
 
@@ -110,14 +114,15 @@ class Harness:
         self.store = Scripted(*failures)
         monkeypatch.setattr(write_queue, "loop", lambda: self.clock)
         monkeypatch.setattr(write_queue, "store_batch", self.store)
-        self.queue = OrderedWriteQueue(self.storage, TENANT, CONVERSATION, 0, self.io, self.listener)
+        stream = StreamEvents(self.storage, TENANT, CONVERSATION, lambda start: start())
+        self.queue = OrderedWriteQueue(self.storage, TENANT, CONVERSATION, 0, self.io, self.listener, stream)
 
     def send(self, content: str, client_msg_id: str | None = None) -> LoopFuture:
         doc = self.storage.messages.build(
             TENANT, CONVERSATION, "alice", content=content, message_type="text", client_msg_id=client_msg_id
         )
         reply = LoopFuture()
-        self.queue.enqueue(PendingSend(doc, reply, None))
+        self.queue.enqueue(PendingWrite(doc, reply, None))
         return reply
 
     async def finish_all(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings
-from web.rest import conversations, files, messages, participants, presence
+from web.rest import conversations, events, files, messages, participants, presence
 from web.rest.base import API_PREFIX, ApiHandler
 from web.rest.openapi_schemas import JSON, STRING, answer_schemas, body_component, body_schemas, ref
 
@@ -71,6 +71,16 @@ page (`before=<first seq of this page>`), `previous` to the newer one
 So: newest page first, follow `next` to go back in time; to catch up after `seq` S,
 ask `after=S` and follow `previous` until it is `null`. Deleted messages stay in
 history as tombstones (`is_deleted: true`, `content: ""`)."""
+
+EVENT_PAGING = """\
+Every change a member sees in a conversation is an event of its stream, numbered by one `seq`
+sequence: new messages (system messages for membership and title changes among them), edits,
+deletions, reactions added and removed, and details changes. This answers the events with
+`seq > since`, oldest first, in the shapes the socket sends them (`type`, `conversation_id`,
+`seq` and the event's fields), each as it stands now: an edited or deleted message shows its
+current content or tombstone. `next` asks for the page after this one (`since=<last seq>`);
+it is `null` on the last page. Keep the largest `seq` seen and ask again with it. Typing,
+presence and read receipts are not stream events."""
 
 UPLOAD_RULES = """\
 `multipart/form-data` with one part `file` (with a filename) and optionally the field
@@ -234,6 +244,18 @@ def build_spec(settings: Settings) -> dict:
                 "description": "The message stays in history as a tombstone: `content` empty, `metadata` empty, "
                 "`is_deleted` true, same `seq`. Deleting it again answers the tombstone again.",
                 "responses": {**ok(200, "The tombstone", ref("Message")), **errors(401, 403, 404, 429)},
+            },
+        },
+        f"{api}/conversations/{{conversation_id}}/events/": {
+            "parameters": [CONVERSATION_ID],
+            "get": {
+                "summary": "The conversation's stream after `since`: catch up over HTTP",
+                "description": EVENT_PAGING,
+                "parameters": [
+                    limit_param(events.DEFAULT_PAGE, events.MAX_PAGE),
+                    query("since", {"type": "integer", "minimum": 0, "default": 0}, "The largest seq the client has seen"),
+                ],
+                "responses": {**ok(200, "A page of events, oldest first", ref("StreamEventPage")), **errors(400, 401, 404, 429)},
             },
         },
         f"{api}/conversations/{{conversation_id}}/read/": {

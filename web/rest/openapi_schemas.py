@@ -15,6 +15,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields, validate
 
 from actors.protocol import VALIDATOR_PATTERNS, Protocol
+from actors.stream_events import EVENT_KINDS
 from config import Settings
 from storage.conversations import CONVERSATION_TYPES
 from storage.messages import MESSAGE_TYPES
@@ -145,9 +146,27 @@ def answer_schemas() -> dict[str, dict]:
                 "created_at": TIME,
             }
         ),
+        "StreamEvent": obj(
+            {
+                "type": {"enum": ["new_message", *EVENT_KINDS]},
+                "conversation_id": STRING,
+                "seq": {"type": "integer", "minimum": 1, "description": "The event's place in the conversation's stream"},
+                "message": ref("Message"),
+                "message_id": STRING,
+                "reaction": ref("Reaction"),
+                "user_id": STRING,
+                "emoji": STRING,
+                "conversation": ref("Conversation"),
+            },
+            ["type", "conversation_id", "seq"],
+            description="As the socket sends it: `message` (new_message, message_updated), `message_id` "
+            "(message_deleted), `reaction` (reaction_added), `message_id`, `user_id`, `emoji` (reaction_removed), "
+            "`conversation` (conversation_updated)",
+        ),
         "ConversationPage": page_of("Conversation"),
         "ParticipantPage": page_of("Participant"),
         "MessagePage": page_of("Message"),
+        "StreamEventPage": page_of("StreamEvent"),
         "ReactionPage": page_of("Reaction"),
         "PresencePage": page_of("Presence"),
     }
