@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.client import DEFAULT_WAIT_SECS, unique
+from tests.support.client import DEFAULT_WAIT_SECS
 
 
 async def test_join_send_and_everyone_joined_receives_in_order(users):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from typing import Any
 
 import jwt
-import time
 import tornado.httpclient
 import tornado.websocket
 

@@ -16,6 +16,8 @@ from actors.runtime import LoopFuture
 from actors.stream_events import StreamEvents
 from actors.write_queue import MAX_BATCH, STORAGE_RETRY_SECS, OrderedWriteQueue
 from storage import open_storage
+from storage.clock import utcnow
+from storage.errors import StorageError
 from tests.support.client import unique
 from tests.support.loop import on_loop
 
@@ -100,6 +102,14 @@ async def stored_but_reported_failed(storage, batch, next_seq, stream) -> BatchO
     return BatchOutcome(failed=[(pending, StorageUnavailable()) for pending in batch], uncertain=True)
 
 
+async def row_stored_change_not_made(storage, batch, next_seq, stream) -> BatchOutcome:
+    """The rows land and the answer is lost before any change is made."""
+    for offset, pending in enumerate(batch):
+        pending.doc["seq"], pending.doc["created_at"] = next_seq + offset, utcnow()
+    await storage.messages.insert_ordered([pending.doc for pending in batch])
+    return BatchOutcome(failed=[(pending, StorageUnavailable()) for pending in batch], uncertain=True)
+
+
 async def stored_then_crashed(storage, batch, next_seq, stream) -> BatchOutcome:
     await store_batch(storage, TENANT, CONVERSATION, batch, next_seq, stream)
     raise RuntimeError("a bug after the insert")
@@ -114,8 +124,8 @@ class Harness:
         self.store = Scripted(*failures)
         monkeypatch.setattr(write_queue, "loop", lambda: self.clock)
         monkeypatch.setattr(write_queue, "store_batch", self.store)
-        stream = StreamEvents(self.storage, TENANT, CONVERSATION, lambda start: start())
-        self.queue = OrderedWriteQueue(self.storage, TENANT, CONVERSATION, 0, self.io, self.listener, stream)
+        self.stream = StreamEvents(self.storage, TENANT, CONVERSATION, lambda start: start())
+        self.queue = OrderedWriteQueue(self.storage, TENANT, CONVERSATION, 0, self.io, self.listener, self.stream)
 
     def send(self, content: str, client_msg_id: str | None = None) -> LoopFuture:
         doc = self.storage.messages.build(
@@ -124,6 +134,17 @@ class Harness:
         reply = LoopFuture()
         self.queue.enqueue(PendingWrite(doc, reply, None))
         return reply
+
+    def edit(self, message_id: str, content: str) -> tuple[PendingWrite, LoopFuture]:
+        row = self.stream.row("alice", "message_updated", message_id=message_id, content=content)
+        reply = LoopFuture()
+        pending = PendingWrite(row, reply, None, unchanged={"message": "as before"})
+        self.queue.enqueue(pending)
+        return pending, reply
+
+    async def first_message_id(self) -> str:
+        (doc,) = await self.storage.messages.page(TENANT, CONVERSATION, limit=1, newest_first=False)
+        return doc["_id"]
 
     async def finish_all(self) -> None:
         while self.io.started:
@@ -262,3 +283,53 @@ async def test_abandon_refuses_what_is_queued_and_releases_settle_waiters(monkey
     assert not in_flight.done()
     await h.finish_all()
     assert h.listener.heard[0] == ("stored", "a", 1), "the write under way is still handed to its owner when it ends"
+
+
+@on_loop
+async def test_an_event_row_takes_the_next_seq_and_its_change_is_made_before_it_is_heard(monkeypatch):
+    h = Harness(monkeypatch)
+    h.send("typo")
+    await h.finish_all()
+    pending, reply = h.edit(await h.first_message_id(), "fixed")
+    h.send("after")
+    await h.finish_all()
+    assert [e for e in h.listener.heard if e[0] in ("stored", "event")] == [
+        ("stored", "typo", 1),
+        ("event", "message_updated", 2),
+        ("stored", "after", 3),
+    ]
+    assert pending.applied.refusal is None and pending.applied.fields["message"]["content"] == "fixed"
+    assert await h.stored_seqs() == [("fixed", 1), ("after", 3)], "history holds messages only, as edited"
+
+
+@on_loop
+async def test_a_change_the_database_fails_after_its_row_is_shown_unchanged_and_refused(monkeypatch):
+    h = Harness(monkeypatch)
+    h.send("typo")
+    await h.finish_all()
+
+    async def unreachable(*args, **kwargs):
+        raise StorageError("connection reset")
+
+    monkeypatch.setattr(h.storage.messages, "edit", unreachable)
+    pending, reply = h.edit(await h.first_message_id(), "fixed")
+    await h.finish_all()
+    assert h.listener.heard[-3] == ("event", "message_updated", 2), "the row keeps its seq: no reader sees a gap"
+    assert pending.applied.fields == {"message": "as before"} and isinstance(pending.applied.refusal, StorageUnavailable)
+    assert await h.stored_seqs() == [("typo", 1)]
+
+
+@on_loop
+async def test_an_event_row_found_after_an_unknown_outcome_has_its_change_made(monkeypatch):
+    h = Harness(monkeypatch)
+    h.send("typo")
+    await h.finish_all()
+    h.store.failures.append(row_stored_change_not_made)
+    _, unsure = h.edit(await h.first_message_id(), "fixed")
+    await h.finish_all()
+    assert refusal(unsure) is StorageUnavailable
+    h.clock.now += STORAGE_RETRY_SECS
+    h.send("next")
+    await h.finish_all()
+    assert ("found", "fixed", 2) in h.listener.heard and ("stored", "next", 3) in h.listener.heard
+    assert await h.stored_seqs() == [("fixed", 1), ("next", 3)], "the row took its place, so its change was made"
