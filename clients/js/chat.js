@@ -21,6 +21,9 @@ const STORAGE_UNAVAILABLE = "storage_unavailable";
 const SHUTTING_DOWN = "shutting_down"; // the socket closes with 1001 next; resent after reconnecting
 
 const DEFAULT_RECONNECT = { baseDelayMs: 500, maxDelayMs: 30000 };
+// A connection that is not greeted within this long is given up and tried again: a connect can
+// hang on a broken network, and Node 20's WebSocket never reports a refused one.
+const DEFAULT_CONNECT_TIMEOUT_MS = 20000;
 // The server forgets a typist after TYPING_TTL_SECS (8 s); a refresh every 3 s keeps it shown.
 const DEFAULT_TYPING_INTERVAL_MS = 3000;
 
@@ -70,12 +73,13 @@ export class ChatClient {
   #baseDelayMs;
   #maxDelayMs;
   #typingIntervalMs;
+  #connectTimeoutMs;
 
   #state = "idle";
   #socket = null;
   #opens = 0; // sockets opened so far: every one after the first is a reconnect
   #attempts = 0; // failed attempts since the last connection_established
-  #timer = null;
+  #timer = null; // the next attempt while waiting; the attempt's time limit while connecting
   #ready = null; // connect()'s promise and its settlers
   #handlers = new Map(); // event type -> Set of handlers
   #conversations = new Map(); // joined (or joining) conversation id -> { lastSeq }
@@ -94,6 +98,7 @@ export class ChatClient {
     getToken,
     reconnect = {},
     typingIntervalMs = DEFAULT_TYPING_INTERVAL_MS,
+    connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS,
     WebSocket = globalThis.WebSocket,
     fetch = globalThis.fetch,
   } = {}) {
@@ -110,6 +115,7 @@ export class ChatClient {
     this.#baseDelayMs = reconnect.baseDelayMs ?? DEFAULT_RECONNECT.baseDelayMs;
     this.#maxDelayMs = reconnect.maxDelayMs ?? DEFAULT_RECONNECT.maxDelayMs;
     this.#typingIntervalMs = typingIntervalMs;
+    this.#connectTimeoutMs = connectTimeoutMs;
   }
 
   /** `idle`, `connecting`, `connected`, `waiting` (to reconnect) or `closed` (for good). */
@@ -212,7 +218,7 @@ export class ChatClient {
   /**
    * A REST call with the token: `path` is relative to /api/notifications/chat/ (or absolute, from
    * `/`); `body` is sent as JSON, or as is when it is FormData. Resolves with the parsed JSON
-   * answer (null when empty, a Blob when not JSON); rejects with a ChatError carrying `status`.
+   * answer (null for 204, a Blob when not JSON); rejects with a ChatError carrying `status`.
    * A 401 with `getToken` asks it for a fresh token and tries once more.
    */
   async api(method, path, body) {
@@ -222,12 +228,12 @@ export class ChatClient {
       this.#token = await this.#getToken();
       response = await this.#http(method, url, body);
     }
+    if (response.status === 204) return null;
     if (!(response.headers.get("Content-Type") ?? "").includes("json")) {
       if (response.ok) return response.blob();
       throw new ChatError("http_error", `HTTP ${response.status}`, { status: response.status });
     }
-    const text = await response.text();
-    const answer = text ? JSON.parse(text) : null;
+    const answer = await response.json();
     if (!response.ok) {
       const { code = "http_error", message = `HTTP ${response.status}`, details } = answer?.error ?? {};
       throw new ChatError(code, message, { status: response.status, details });
@@ -261,9 +267,14 @@ export class ChatClient {
     this.#socket = socket;
     socket.onmessage = (frame) => socket === this.#socket && this.#receive(frame.data);
     socket.onclose = (close) => socket === this.#socket && this.#closed(close.code, close.reason);
+    this.#timer = setTimeout(() => {
+      socket.close();
+      this.#closed(undefined, `not connected within ${this.#connectTimeoutMs} ms`);
+    }, this.#connectTimeoutMs);
   }
 
   #closed(code, reason) {
+    clearTimeout(this.#timer);
     this.#socket = null;
     this.#typingSentAt.clear(); // the server clears a closed socket's typing
     if (AUTH_CLOSE_CODES.has(code)) {
@@ -305,6 +316,7 @@ export class ChatClient {
   #receive(data) {
     const event = JSON.parse(data);
     if (event.type === "connection_established") {
+      clearTimeout(this.#timer);
       const previous = this.#state;
       this.userId = event.user_id;
       this.#attempts = 0;
