@@ -457,6 +457,7 @@ export class ChatClient {
     const headers = { Authorization: `Bearer ${this.#token}` };
     const form = typeof FormData !== "undefined" && body instanceof FormData;
     if (body !== undefined && !form) headers["Content-Type"] = "application/json";
-    return this.#fetch(url, { method, headers, body: body === undefined || form ? body : JSON.stringify(body) });
+    const fetch = this.#fetch; // called unbound: a browser's fetch refuses any other `this`
+    return fetch(url, { method, headers, body: body === undefined || form ? body : JSON.stringify(body) });
   }
 }
