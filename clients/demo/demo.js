@@ -153,7 +153,7 @@ function renderMessage(message, readBy) {
     }
     item.append(actions);
   }
-  if (readBy) item.append(element("span", `read by ${readBy.join(", ")}`, "receipt"));
+  if (readBy) item.append(element("span", `read by ${readBy.sort().join(", ")}`, "receipt"));
   return item;
 }
 
