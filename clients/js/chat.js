@@ -54,6 +54,10 @@ function streamPosition(event) {
   return event.type === "new_message" ? event.message?.seq : undefined;
 }
 
+function leftEvent(conversationId) {
+  return { type: "conversation_left", conversation_id: conversationId };
+}
+
 function conversationOf(event) {
   return event.conversation_id ?? event.message?.conversation_id ?? event.reaction?.conversation_id;
 }
@@ -150,13 +154,17 @@ export class ChatClient {
     return this.#join(conversationId);
   }
 
-  /** Stops following the conversation; resolves with `conversation_left`. A join still unanswered is rejected. */
+  /**
+   * Stops following the conversation; resolves with `conversation_left`. A join still unanswered is
+   * rejected. Offline there is nothing to tell the server: the next socket simply does not rejoin.
+   */
   leave(conversationId) {
     this.#conversations.delete(conversationId);
     for (const request of this.#queue) {
       if (request.joins === conversationId) this.#settle(request, null, new ChatError("left", "Left before the join was answered"));
     }
-    return this.#request({ type: "leave_conversation", conversation_id: conversationId });
+    if (this.#state !== "connected") return Promise.resolve(leftEvent(conversationId));
+    return this.#request({ type: "leave_conversation", conversation_id: conversationId }, { leaves: conversationId });
   }
 
   /** Resolves with the stored message once the server acknowledges it, across reconnects if need be. */
@@ -380,13 +388,13 @@ export class ChatClient {
   }
 
   /** `frame` is an object, or a function making it when sent (a join's since_seq is read then). */
-  #request(frame, { joins } = {}) {
+  #request(frame, { joins, leaves } = {}) {
     return new Promise((resolve, reject) => {
       if (this.#state === "closed") {
         reject(new ChatError("closed", "The client was closed"));
         return;
       }
-      const request = { frame, joins, resolve, reject, retries: 0, timer: null };
+      const request = { frame, joins, leaves, resolve, reject, retries: 0, timer: null };
       this.#queue.add(request);
       this.#transmit(request);
     });
@@ -425,9 +433,13 @@ export class ChatClient {
     }
   }
 
-  /** After connection_established: rejoin every conversation from its last position, then resend the rest. */
+  /**
+   * After connection_established: rejoin every conversation from its last position, then resend
+   * the rest. A leave cut off by the reconnect is done: the new socket never joined.
+   */
   #resume() {
     this.#inFlight.clear();
+    for (const request of this.#queue) if (request.leaves) this.#settle(request, leftEvent(request.leaves));
     const queued = [...this.#queue];
     const joins = queued.filter((request) => request.joins);
     joins.forEach((request) => this.#transmit(request));

@@ -74,6 +74,19 @@ test("a send whose answer was lost is sent again with its client_msg_id: stored 
   );
 });
 
+test("leaving while offline resolves at once, and the next socket does not rejoin", { skip }, async (t) => {
+  const wire = recordingWebSocket();
+  const { proxy, alice, id } = await behindProxy(t, { WebSocket: wire.WebSocket });
+  const states = record(alice, "state");
+  proxy.down();
+  await states.until((e) => e.state === "waiting", "the drop noticed");
+  assert.deepEqual(await alice.leave(id), { type: "conversation_left", conversation_id: id });
+  const sentBefore = wire.sent.length;
+  proxy.up();
+  await states.until((e) => e.state === "connected");
+  assert.deepEqual(wire.sent.slice(sentBefore), [], "the rejoins go out before `connected` is emitted: none");
+});
+
 test("reconnect attempts back off exponentially with jitter, capped", { skip }, async (t) => {
   const { proxy, alice } = await behindProxy(t);
   const states = record(alice, "state");
