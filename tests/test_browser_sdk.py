@@ -9,8 +9,8 @@ served by the chat server, loads without errors and two users chat through it.
 
 from __future__ import annotations
 
-import requests
 import pytest
+import requests
 
 from tests.support.browser import browser, needs_chromium, serve_page  # noqa: F401  (fixture)
 from tests.support.client import make_token, unique
@@ -228,6 +228,10 @@ def test_the_demo_loads_and_two_users_chat_in_it(browser, chat_server):
     expect(alice_page.locator("#messages .actions button:has-text('👍')")).to_have_text("👍 1", timeout=WAIT_MS)
     bob_page.press("#composer [name=content]", "Enter")
     expect(alice_page.locator("#messages .content")).to_have_text(["<b>hello</b> from the demo", "hi"], timeout=WAIT_MS)
+    alice_page.click("#messages .actions button:has-text('edit')")
+    alice_page.fill("#composer [name=content]", "hello, edited")
+    alice_page.press("#composer [name=content]", "Enter")
+    expect(bob_page.locator("#messages .message").first).to_contain_text("hello, edited(edited)", timeout=WAIT_MS)
 
     assert alice_page.locator("#messages b").count() == 0, "message content is shown as text, never as HTML"
     assert errors == []
