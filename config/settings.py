@@ -68,6 +68,8 @@ class Settings:
     trust_proxy_headers: bool = False
     # Where SIGUSR1 writes a tracemalloc snapshot when PYTHONTRACEMALLOC is set; None: the temp dir.
     tracemalloc_snapshot_dir: str | None = None
+    # The demo app at /demo/ (the SDK at /sdk/chat.js is always served).
+    demo_enabled: bool = True
 
     @property
     def uses_embedded_database(self) -> bool:
