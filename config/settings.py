@@ -55,7 +55,6 @@ class Settings:
     tenant_upload_quota_bytes: int = 1024 * 1024 * 1024
     # A file that no stored message carries is deleted this long after its upload; 0: never.
     unattached_file_ttl_secs: float = 24 * 3600.0
-    malloc_trim_secs: float = 60.0
     # Client connections (HTTP and WebSocket) open at once; 0: the descriptor limit less a reserve.
     max_open_connections: int = 0
     # How long a connection may wait to send a request's headers (keep-alive included), and to

@@ -7,8 +7,6 @@ import logging
 import re
 import signal
 
-from tornado.ioloop import PeriodicCallback
-
 from actors.runtime import bind_loop
 from config import Settings
 from storage import open_storage
@@ -19,7 +17,6 @@ from web.file_sweep import sweep_unattached_files
 from web.gc_tuning import tune_after_startup
 from web.http_server import GuardedHTTPServer, default_connection_cap
 from web.memory_snapshot import dump_on_signal
-from web.memory_trim import start_trimming
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -72,7 +69,6 @@ class ChatServer:
         self.port: int | None = None
         self._stopped = asyncio.Event()
         self._sweep_task: asyncio.Task | None = None
-        self._trimming: PeriodicCallback | None = None
 
     async def start(self, sockets=None) -> None:
         bind_loop()
@@ -83,8 +79,6 @@ class ChatServer:
         except StorageError as error:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
-        if self.settings.malloc_trim_secs:
-            self._trimming = start_trimming(self.settings.malloc_trim_secs)
         if self.settings.unattached_file_ttl_secs:
             self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
         app = make_app(self.context)
@@ -117,8 +111,6 @@ class ChatServer:
         self.http_server.stop()
         if self._sweep_task is not None:
             self._sweep_task.cancel()
-        if self._trimming is not None:
-            self._trimming.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_secs
         try:
