@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from typing import Any
 
 from actors import protocol
@@ -27,7 +28,7 @@ from actors.idle import RetiresWhenIdle
 from actors.membership import ManagesMembership
 from actors.policy import Action, authorize
 from actors.principal import Principal
-from actors.runtime import LoopActor, LoopFuture
+from actors.runtime import LoopActor, LoopFuture, weakly
 from actors.stream_events import StreamEvents, stream_position
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
@@ -69,11 +70,13 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         self._members = dict(state.members)
         self._subscribers: dict[str, Subscriber] = {}
         self._catching_up: dict[str, list[bytes]] = {}  # conn_id -> live events held during replay
-        self._typing = TypingState(settings.typing_ttl_secs, self.call_later, self._announce_typing)
-        self._document = ConversationDocument(storage, settings, self.tenant_id, self.conversation_id, self)
+        # The parts hold this actor weakly (``weakly``, a weak proxy): a retired actor is freed at once.
+        owner = weakref.proxy(self)
+        self._typing = TypingState(settings.typing_ttl_secs, weakly(self.call_later), weakly(self._announce_typing))
+        self._document = ConversationDocument(storage, settings, self.tenant_id, self.conversation_id, owner)
         self._stream = StreamEvents(storage, self.tenant_id, self.conversation_id, self._document.write)
         self._writes = OrderedWriteQueue(
-            storage, self.tenant_id, self.conversation_id, state.last_seq, self.run_io, self, self._stream
+            storage, self.tenant_id, self.conversation_id, state.last_seq, weakly(self.run_io), owner, self._stream
         )
 
     @property

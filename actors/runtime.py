@@ -24,6 +24,7 @@ import collections
 import logging
 import sys
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -64,6 +65,22 @@ def call_soon(callback: Callable[..., Any], *args: Any) -> None:
         loop().call_soon(callback, *args)
     else:
         loop().call_soon_threadsafe(callback, *args)
+
+
+def weakly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A bound ``method`` that does not keep its object alive (and does nothing once it is gone).
+
+    An actor's parts call back into it through this: were they to hold it strongly, the actor
+    and its parts would form a cycle, which only a full garbage collection frees, and those are
+    rare by design in this server (``web.gc_tuning``); every conversation actor that retired
+    would wait for one, and a long run's memory would creep up meanwhile (``bench.soak``)."""
+    ref = weakref.WeakMethod(method)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        target = ref()
+        return None if target is None else target(*args, **kwargs)
+
+    return call
 
 
 class LoopFuture(pykka.Future):
@@ -214,9 +231,15 @@ class LoopInbox:
         self._scheduled = False
 
     def attach(self, drain: Callable[[], None]) -> None:
+        """``drain`` (a bound method of the actor) is also what keeps a running actor alive: its
+        refs hold it only weakly."""
         self._drain = drain
         if self._queue:
             self.schedule()
+
+    def detach(self) -> None:
+        """The actor stopped: let it go (its ref refuses messages from now on)."""
+        self._drain = None
 
     def schedule(self) -> None:
         if not self._scheduled and self._drain is not None:
@@ -226,7 +249,8 @@ class LoopInbox:
     def _run_drain(self) -> None:
         # Reset first: a put racing with the drain then schedules another one.
         self._scheduled = False
-        self._drain()
+        if self._drain is not None:
+            self._drain()
 
     def put(self, envelope: Envelope[Any], /) -> None:
         self._queue.append(envelope)
@@ -268,6 +292,10 @@ class LoopActor(pykka.Actor):
     def _setup_on_loop(self) -> None:
         self._actor_loop_setup()
         self.actor_inbox.attach(self._drain)
+
+    def _actor_loop_teardown(self) -> None:
+        super()._actor_loop_teardown()
+        self.actor_inbox.detach()
 
     def _drain(self) -> None:
         """Handle up to ``DRAIN_BATCH`` envelopes, then yield to the loop."""
