@@ -5,6 +5,8 @@ sockets are fake subscribers that keep what they are sent, storage is the embedd
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 
 import orjson
 import pytest
@@ -157,3 +159,26 @@ async def test_an_actor_with_nothing_to_do_retires_and_tells_its_directory():
     await actor.leave(bob)
     assert (await bob.next())["type"] == "conversation_left"
     await asyncio.wait_for(directory.forgotten.wait(), WAIT_SECS)
+
+
+@on_loop
+async def test_a_retired_actor_is_freed_without_waiting_for_the_garbage_collector():
+    """Its parts must not hold it in a cycle: full collections are rare in this server
+    (web/gc_tuning.py), and every retired actor would add to memory until one ran."""
+    proxy, _, directory = await start_conversation(Settings(actor_idle_secs=0.05))
+    bob = await joined(proxy, BOB)
+    await proxy.send(ALICE, {"content": "hi"})  # the write queue and its outcome have run
+    proxy.typing(BOB, True)
+    await proxy.leave(bob)
+    freed = weakref.ref(proxy.actor_ref._actor_weakref())
+    del proxy  # a proxy holds its actor; the directory lets go of its proxy as the actor retires
+    gc.disable()
+    try:
+        await asyncio.wait_for(directory.forgotten.wait(), WAIT_SECS)
+        for _ in range(100):  # the loop lets go of the callbacks that ran its last messages
+            if freed() is None:
+                break
+            await asyncio.sleep(0.01)
+        assert freed() is None, [type(r).__name__ for r in gc.get_referrers(freed())]
+    finally:
+        gc.enable()
