@@ -79,6 +79,8 @@ class ChatServer:
         except StorageError as error:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
+        if self.context.cluster is not None:
+            self.context.cluster.start()
         if self.settings.unattached_file_ttl_secs:
             self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
         app = make_app(self.context)
@@ -113,6 +115,8 @@ class ChatServer:
             self._sweep_task.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_secs
+        if context.cluster is not None:
+            await context.cluster.leave()
         try:
             await asyncio.wait_for(context.directory.settle(), self.settings.shutdown_timeout_secs)
         except asyncio.TimeoutError:
@@ -126,6 +130,8 @@ class ChatServer:
             await asyncio.sleep(0.01)
         context.directory.stop_all()
         await asyncio.sleep(0)
+        if context.cluster is not None:
+            await context.cluster.close()
         context.storage.close()
         self._stopped.set()
 
