@@ -23,6 +23,7 @@ from actors.errors import NotFound, StorageUnavailable
 from actors.forwarding import FORWARDED, forward, serve_forwarded
 from actors.runtime import loop
 from actors.tenant import TenantActor
+from actors.tenant_cluster import ClusterTenantActor, PresenceAnnouncer
 from cluster import Cluster, conversation_key
 from cluster.nodes import rendezvous
 from config import Settings
@@ -47,6 +48,9 @@ class Directory:
             cluster.calls.serve(lambda body: serve_forwarded(self, body))
             cluster.nodes.on_change(self._nodes_changed)
             cluster.link.on_up(self._redis_back)
+            self.presence_announcer = PresenceAnnouncer(self, storage, settings, cluster)
+            sweep_every = min(1.0, max(0.05, settings.presence_grace_secs / 4))
+            cluster.presence.start_sweeper(self.presence_announcer.announce, sweep_every)
 
     # --- conversations -----------------------------------------------------------------
 
@@ -205,7 +209,8 @@ class Directory:
     def _tenant(self, tenant_id: str):
         proxy = self._tenants.get(tenant_id)
         if proxy is None or not proxy.actor_ref.is_alive():
-            proxy = TenantActor.start(self, self._storage, self._settings, tenant_id).proxy()
+            kind = TenantActor if self.cluster is None else ClusterTenantActor
+            proxy = kind.start(self, self._storage, self._settings, tenant_id).proxy()
             self._tenants[tenant_id] = proxy
         return proxy
 
@@ -223,6 +228,25 @@ class Directory:
     def tell_tenant(self, tenant_id: str, method: Callable[Concatenate[TenantActor, P], R], *args: P.args) -> None:
         """Fire-and-forget to the tenant's actor, spawned if needed."""
         getattr(self._tenant(tenant_id), method.__name__).defer(*args)
+
+    def presence_heard(self, tenant_id: str, user_id: str, payload: dict, wide: bool, skip_conn: str | None) -> None:
+        """A presence change for the tenant's sockets on this node, if it has any."""
+        proxy = self._tenants.get(tenant_id)
+        if proxy is not None:
+            try:
+                proxy.push.defer(user_id, payload, wide, skip_conn)
+            except ActorDeadError:
+                pass
+
+    @staticmethod
+    def save_in_background(awaitable, what: str) -> None:
+        async def save() -> None:
+            try:
+                await awaitable
+            except StorageError as error:
+                logger.warning("%s not saved: %s", what, error)
+
+        asyncio.ensure_future(save())
 
     def forget_tenant(self, tenant_id: str, ref) -> None:
         proxy = self._tenants.get(tenant_id)

@@ -14,6 +14,7 @@ from cluster.bus import Bus
 from cluster.calls import Calls
 from cluster.link import RedisLink
 from cluster.nodes import NODES_CHANNEL, NodeRegistry
+from cluster.presence import PresenceLedger
 from config import Settings
 from storage.clock import new_id
 
@@ -36,6 +37,7 @@ class Cluster:
     bus: Bus
     nodes: NodeRegistry
     calls: Calls
+    presence: PresenceLedger
     # How long a node waits for another to answer a forwarded write: longer than the owner may
     # take to store it (two tries of twice MONGODB_TIMEOUT_MS each, at worst), plus the hops.
     call_timeout_secs: float
@@ -47,9 +49,11 @@ class Cluster:
         bus = Bus(settings.redis_url, link)
         nodes = NodeRegistry(link, node_id, settings.node_heartbeat_secs, settings.node_ttl_secs)
         calls = Calls(bus, node_id)
+        presence = PresenceLedger(link, node_id, settings.presence_grace_secs)
         nodes.on_change(lambda gone, joined: calls.nodes_gone(gone))
+        nodes.on_expired(presence.sweep_nodes)
         bus.subscribe(NODES_CHANNEL, lambda data: nodes.beat_soon())
-        return cls(node_id, link, bus, nodes, calls, 4 * settings.mongodb_timeout_ms / 1000 + 2.0)
+        return cls(node_id, link, bus, nodes, calls, presence, 4 * settings.mongodb_timeout_ms / 1000 + 2.0)
 
     def start(self) -> None:
         logger.info("node %s joining over Redis", self.node_id)
@@ -62,6 +66,7 @@ class Cluster:
         await self.nodes.leave()
 
     async def close(self) -> None:
+        self.presence.stop()
         await self.bus.stop()
         await self.link.stop()
 

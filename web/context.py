@@ -7,9 +7,10 @@ import dataclasses
 from actors.directory import Directory
 from actors.protocol import Protocol
 from cluster import Cluster
+from cluster.buckets import SharedBuckets
 from config import Settings
 from storage import Storage
-from web.ratelimit import RateLimiter, ReadBudget
+from web.ratelimit import RateLimiter, ReadBudget, UserLimits
 
 
 @dataclasses.dataclass
@@ -18,8 +19,7 @@ class AppContext:
     storage: Storage
     directory: Directory
     protocol: Protocol
-    limiter: RateLimiter
-    reads: ReadBudget
+    limits: UserLimits
     cluster: Cluster | None = None  # with REDIS_URL: this node and its links to the others
     sockets: set = dataclasses.field(default_factory=set)
     shutting_down: bool = False
@@ -34,6 +34,9 @@ class AppContext:
             directory=Directory(storage, settings, cluster),
             cluster=cluster,
             protocol=Protocol(settings),
-            limiter=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
-            reads=ReadBudget(settings.read_rows_per_sec, settings.read_rows_burst),
+            limits=UserLimits(
+                RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+                ReadBudget(settings.read_rows_per_sec, settings.read_rows_burst),
+                SharedBuckets(cluster.link) if cluster is not None else None,
+            ),
         )

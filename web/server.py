@@ -80,6 +80,7 @@ class ChatServer:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
         if self.context.cluster is not None:
+            self.context.cluster.link.on_up(self._resync_presence)
             self.context.cluster.start()
         if self.settings.unattached_file_ttl_secs:
             self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
@@ -103,6 +104,18 @@ class ChatServer:
             self.http_server.listen(self.settings.port, address=self.settings.host)
             self.port = self.settings.port
         logger.info("chat server listening on %s:%s", self.settings.host, self.port)
+
+    def _resync_presence(self) -> None:
+        """Redis answers (again): make it hold exactly the sockets this node holds."""
+        held = [(s.principal.tenant_id, s.principal.user_id, s.conn_id) for s in self.context.sockets]
+
+        async def resync() -> None:
+            try:
+                await self.context.cluster.presence.resync_node(held)
+            except Exception as error:
+                logger.warning("presence not resynced with Redis: %s", error)
+
+        asyncio.ensure_future(resync())
 
     async def stop(self) -> None:
         """Stop accepting, finish storing what was queued, close sockets with 1001, release storage."""

@@ -130,6 +130,8 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
             return
         self._registered = True
         self.ctx.sockets.add(self)
+        if self.ws_connection is None:  # closed while it was being registered: on_close found nothing to undo
+            self.on_close()
 
     # --- outgoing (loop thread only) ----------------------------------------------------
 
@@ -198,9 +200,9 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
             if rate is Rate.WRITE:
                 if self.ctx.shutting_down:  # what is already queued is being stored; nothing new
                     raise ShuttingDown()
-                self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+                await self.ctx.limits.check_write(self.principal.tenant_id, self.principal.user_id)
             elif rate is Rate.READ:
-                self.ctx.reads.admit(self.principal.tenant_id, self.principal.user_id)  # the handler pays
+                await self.ctx.limits.admit_read(self.principal.tenant_id, self.principal.user_id)  # the handler pays
             await HANDLERS[kind](self, request_id=request_id, **data)
         except RateLimited as error:
             self.send(protocol.error_event(error, request_id))
@@ -234,7 +236,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
     @handles("join_conversation")
     async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
         replayed = await self._call(conversation_id, ConversationActor.join, self, since_seq, request_id)
-        self.ctx.reads.charge(self.principal.tenant_id, self.principal.user_id, replayed)
+        self.ctx.limits.charge_read(self.principal.tenant_id, self.principal.user_id, replayed)
         if not self._registered:  # closed while the join was under way
             self.ctx.directory.tell(self.principal.tenant_id, conversation_id, ConversationActor.drop, self)
             return
