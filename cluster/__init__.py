@@ -51,6 +51,7 @@ class Cluster:
         calls = Calls(bus, node_id)
         presence = PresenceLedger(link, node_id, settings.presence_grace_secs)
         nodes.on_change(lambda gone, joined: calls.nodes_gone(gone))
+        bus.on_down(calls.nodes_gone)
         nodes.on_expired(presence.sweep_nodes)
         bus.subscribe(NODES_CHANNEL, lambda data: nodes.beat_soon())
         return cls(node_id, link, bus, nodes, calls, presence, 4 * settings.mongodb_timeout_ms / 1000 + 2.0)

@@ -35,6 +35,12 @@ class Bus:
         self.connected = False
         self.received = 0
         self._task: asyncio.Task | None = None
+        self._on_down: list[Callable[[], None]] = []
+
+    def on_down(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the subscriber connection is lost: what was published to this
+        node from then until it is subscribed again never reaches it."""
+        self._on_down.append(callback)
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -78,9 +84,11 @@ class Bus:
             pubsub = self._client.pubsub()
             try:
                 await self._listen(pubsub)
-            except (RedisError, OSError, asyncio.TimeoutError) as error:
+            except Exception as error:  # whatever broke, the connection is dropped and made again
                 if self.connected:
                     logger.warning("lost the Redis subscriber connection: %s", error)
+                    for callback in self._on_down:
+                        callback()
             finally:
                 self.connected = False
                 self._pubsub = None

@@ -80,10 +80,11 @@ class Calls:
     def tell(self, node_id: str, kind: str, body: dict) -> bool:
         return self._bus.publish(node_channel(node_id), codec.dumps({"t": kind, **body}))
 
-    def nodes_gone(self, nodes: set[str]) -> None:
-        """Fail every request waiting on a node that left: it will not answer."""
+    def nodes_gone(self, nodes: set[str] | None = None) -> None:
+        """Fail every request waiting on a node that left (None: on any node, when this node's
+        own subscription broke and no answer can reach it)."""
         for future, node_id in list(self._waiting.values()):
-            if node_id in nodes and not future.done():
+            if (nodes is None or node_id in nodes) and not future.done():
                 future.set_exception(NoAnswer())
 
     def _received(self, data: bytes) -> None:

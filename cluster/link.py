@@ -100,7 +100,7 @@ class RedisLink:
                 for command, _ in batch:
                     pipe.execute_command(*command)
                 replies = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError, asyncio.TimeoutError) as error:
+        except Exception as error:  # whatever broke, the batch is lost and Redis is tried again
             logger.warning("Redis stopped answering: %s", error)
             self.up = False
             for _, future in batch + self._queue:
