@@ -30,6 +30,7 @@ from actors.membership import ManagesMembership
 from actors.policy import Action, authorize
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
+from actors.stats import STATS
 from actors.stream_events import StreamEvents, stream_position
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
@@ -155,6 +156,7 @@ class ConversationActor(ManagesMembership, FollowsOtherNodes, AnswersAfterIO, Re
             conn.send(joined)
             replayed = 0
             if result is None:
+                STATS.resyncs["replay_limit"] += 1
                 conn.send(
                     protocol.event(
                         "resync_required",

@@ -16,6 +16,7 @@ import logging
 
 from actors import protocol
 from actors.fanout import ANSWER, HEAD_AFTER_SECS, STREAM, Entry, Fanout, decode_frame
+from actors.stats import STATS
 from cluster import conversation_channel
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class FollowsOtherNodes:
 
     def _resync(self, last_seq: int, reason: str) -> None:
         logger.warning("conversation %s: readers here resync at seq %d: %s", self.conversation_id, last_seq, reason)
+        STATS.resyncs["stream"] += 1
         self._deliver(protocol.event("resync_required", conversation_id=self.conversation_id, last_seq=last_seq, reason=reason))
 
     def _apply_control(self, control: dict) -> None:

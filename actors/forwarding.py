@@ -19,6 +19,7 @@ import orjson
 from actors.conversation import ConversationActor
 from actors.errors import ChatError, InvalidMessage, StorageUnavailable
 from actors.principal import Principal
+from actors.stats import STATS
 from cluster.calls import NoAnswer, RemoteError
 
 # The methods that change a conversation: run by its owner. Joining, leaving and replays are
@@ -93,6 +94,7 @@ def decode_call(body: dict) -> tuple[str, str, Any, list, RemoteOrigin | None]:
 async def forward(directory, node_id: str, tenant_id: str, conversation_id: str, method, args: tuple) -> Any:
     """Run ``method`` on the owner ``node_id``; its answers for the asking socket are handed on."""
     cluster = directory.cluster
+    STATS.forwarded += 1
     body = encode_call(tenant_id, conversation_id, method.__name__, args)
     try:
         result, answers = await cluster.calls.request(node_id, body, cluster.call_timeout_secs)

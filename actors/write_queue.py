@@ -27,6 +27,7 @@ from actors.delivery import BatchOutcome, PendingWrite, storage_failure, store_b
 from actors.errors import ChatError, StorageUnavailable
 from actors.fanout import ANSWER, EPHEMERAL, STREAM, Entry
 from actors.runtime import LoopFuture, loop
+from actors.stats import STATS
 from actors.stream_events import StreamEvents
 from storage import Storage
 
@@ -180,13 +181,17 @@ class OrderedWriteQueue:
             return
         self._in_flight = True
         if read_needed:
+            STATS.gap_reads += self._gap
             self._run_io(self._read_beyond_last_seq(), self._caught_up)
             return
         batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-        self._run_io(
-            store_batch(self._storage, self._tenant_id, self._conversation_id, batch, self.last_seq + 1, self._stream),
-            lambda outcome, error: self._stored(batch, outcome, error),
-        )
+        started = loop().time()
+
+        def stored(outcome: BatchOutcome | None, error: BaseException | None) -> None:
+            STATS.stored(loop().time() - started)
+            self._stored(batch, outcome, error)
+
+        self._run_io(store_batch(self._storage, self._tenant_id, self._conversation_id, batch, self.last_seq + 1, self._stream), stored)
 
     def _stored(self, batch: list[PendingWrite], outcome: BatchOutcome | None, error: BaseException | None) -> None:
         self._in_flight = False

@@ -33,6 +33,7 @@ class Bus:
         self._channels: dict[bytes, tuple[Handler, Callable[[], None] | None]] = {}
         self._pubsub = None
         self.connected = False
+        self.published = 0
         self.received = 0
         self._task: asyncio.Task | None = None
         self._on_down: list[Callable[[], None]] = []
@@ -54,6 +55,7 @@ class Bus:
         """Publish in the link's order; False if Redis is known to be away (the message is lost)."""
         if not self._link.up:
             return False
+        self.published += 1
         self._link.send_and_forget("PUBLISH", channel, data)
         return True
 

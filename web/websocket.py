@@ -24,6 +24,7 @@ from actors import protocol
 from actors.conversation import ConversationActor
 from actors.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from actors.protocol import Rate
+from actors.stats import STATS
 from actors.tenant import TenantActor
 from storage.clock import new_id
 from storage.errors import StorageError
@@ -126,6 +127,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         try:
             await self.ctx.directory.call_tenant(principal.tenant_id, TenantActor.connect, self)
         except TooManyConnections as error:
+            STATS.refusals[error.code] += 1
             self.close(CLOSE_FLOOD, error.message)
             return
         self._registered = True
@@ -139,6 +141,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         """Write an encoded event; a reader that lets its buffer fill up is cut off."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        STATS.deliveries += 1
         stream = self.ws_connection.stream
         frame = text_frame(data)
         # Not write_message: it wraps every write in a new asyncio Task, which costs as much as
@@ -167,6 +170,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
 
     def _cut_off_slow_reader(self) -> None:
         logger.info("closing a slow reader (user %s)", self.principal.user_id)
+        STATS.resyncs["slow_reader"] += 1
         stream = self.ws_connection.stream
         stream.max_write_buffer_size = None
         notice = protocol.event(
@@ -205,13 +209,16 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
                 await self.ctx.limits.admit_read(self.principal.tenant_id, self.principal.user_id)  # the handler pays
             await HANDLERS[kind](self, request_id=request_id, **data)
         except RateLimited as error:
+            STATS.refusals[error.code] += 1
             self.send(protocol.error_event(error, request_id))
             if self._strikes.take(time.monotonic()):
                 self.close(CLOSE_FLOOD, "Too many messages")
         except ChatError as error:
+            STATS.refusals[error.code] += 1
             self.send(protocol.error_event(error, request_id))
         except StorageError as error:  # a direct read (e.g. which conversation a message is in)
             logger.warning("storage unavailable for a frame from %s: %s", self.principal.user_id, error)
+            STATS.refusals[StorageUnavailable.code] += 1
             self.send(protocol.error_event(StorageUnavailable(), request_id))
         except Exception:
             logger.exception("unexpected failure handling a frame from %s", self.principal.user_id)

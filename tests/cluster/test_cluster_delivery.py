@@ -10,6 +10,7 @@ import asyncio
 
 from tests.cluster.conftest import owner_index
 from tests.support.client import unique
+from tests.support.metrics import scrape
 
 
 async def joined(user, conversation_id: str, since_seq: int | None = None):
@@ -135,3 +136,24 @@ async def test_a_removed_participant_stops_receiving_on_every_node(nodes, people
         assert not [e for e in await sock.quiet(0.3) if e.get("type") == "new_message"]
     rejoin = await bob_sockets[2].request("join_conversation", conversation_id=conversation_id)
     assert rejoin["type"] == "error" and rejoin["code"] == "not_found"
+
+
+async def test_each_node_reports_its_part_in_metrics(nodes, people):
+    alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
+    conversation_id = await alice.create_conversation(others=[bob])
+    owner = owner_index(nodes, alice.tenant_id, conversation_id)
+    sender, reader_node = nodes[(owner + 1) % 3], nodes[(owner + 2) % 3]
+    before = [scrape(node) for node in nodes]
+    reader = await joined(people(reader_node, "bob", bob.user_id), conversation_id)
+    await (await people(sender, "alice", alice.user_id).socket()).request("send_message", "new_message", conversation_id=conversation_id, content="m")
+    await reader.next("new_message")
+    after = [scrape(node) for node in nodes]
+
+    def grew(index: int, name: str) -> float:
+        return after[index][(name, ())] - before[index][(name, ())]
+
+    assert grew(nodes.index(sender), "chat_forwarded_writes_total") >= 1
+    assert grew(owner, "chat_bus_published_total") >= 2, "a frame and an answer"
+    assert grew(nodes.index(reader_node), "chat_bus_received_total") >= 1
+    for sample in after:
+        assert sample[("chat_redis_up", ())] == 1 and sample[("chat_live_nodes", ())] == 3

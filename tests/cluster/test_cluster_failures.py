@@ -13,6 +13,7 @@ import time
 from tests.cluster.conftest import owner_index, wait_for_live_nodes
 from tests.cluster.test_cluster_delivery import joined
 from tests.support.client import unique
+from tests.support.metrics import scrape
 
 TAKEOVER_SECS = 10.0
 
@@ -83,6 +84,7 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
             await reader.next("new_message", seq=seq)  # delivered by its own node while Redis is away
     acknowledged += during
 
+    gap_reads = sum(scrape(node)[("chat_gap_reads_total", ())] for node in group)
     redis.start()
     wait_for_live_nodes(group, 2)
     acknowledged += [await send_until_acknowledged(w, conversation_id, f"back-{i}") for i, w in enumerate(writers)]
@@ -98,6 +100,7 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
         seqs = [e["seq"] for e in reader.events if e.get("type") == "new_message"]
         assert seqs == sorted(set(seqs)), "in order, nothing twice"
 
+    assert sum(scrape(node)[("chat_gap_reads_total", ())] for node in group) > gap_reads, "what was missed was read"
     writers[1].close()
     readers[1].close()
     offline = await readers[0].next("presence_update", user_id=bob.user_id, status="offline")

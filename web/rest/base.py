@@ -20,6 +20,7 @@ from actors.errors import (
 )
 from actors.policy import Action, authorize
 from actors.principal import Principal
+from actors.stats import STATS
 from storage.errors import StorageError
 from web import cors
 from web.auth import decode_token
@@ -153,6 +154,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         """The one error shape; also for answers given outside a handler method (while streaming)."""
         if error.status >= 500:
             logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
+        STATS.refusals[error.code] += 1
         self.clear()  # back to the default headers, CORS included
         self.set_status(error.status)
         if error.retry_after_secs is not None:
