@@ -157,3 +157,15 @@ async def test_each_node_reports_its_part_in_metrics(nodes, people):
     assert grew(nodes.index(reader_node), "chat_bus_received_total") >= 1
     for sample in after:
         assert sample[("chat_redis_up", ())] == 1 and sample[("chat_live_nodes", ())] == 3
+
+
+async def test_a_conversation_deleted_on_one_node_is_gone_on_every_node(nodes, people):
+    alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
+    conversation_id = await alice.create_conversation(others=[bob])
+    readers = [await joined(people(node, "bob", bob.user_id), conversation_id) for node in nodes]
+    status, _ = await alice.api.delete(f"conversations/{conversation_id}/")
+    assert status == 204
+    for reader in readers:
+        await reader.next("conversation_deleted", conversation_id=conversation_id)
+        again = await reader.request("join_conversation", conversation_id=conversation_id)
+        assert again["type"] == "error" and again["code"] == "not_found"

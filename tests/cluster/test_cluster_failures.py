@@ -105,3 +105,21 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
     readers[1].close()
     offline = await readers[0].next("presence_update", user_id=bob.user_id, status="offline")
     assert offline["user_id"] == bob.user_id, "Redis lost bob's sockets in the restart; his node told it again"
+
+
+async def test_a_node_stopped_in_order_hands_over_at_once(start_cluster, people):
+    _, group = start_cluster(2)
+    alice, bob = people(group[0], "alice"), people(group[0], "bob")
+    while True:
+        conversation_id = await alice.create_conversation(others=[bob])
+        if owner_index(group, alice.tenant_id, conversation_id) == 1:
+            break
+    reader = await joined(bob, conversation_id)
+    writer = await alice.socket()
+    await writer.request("send_message", "new_message", conversation_id=conversation_id, content="before")
+    on_leaving = await people(group[1], "bob", bob.user_id).socket()
+    assert group[1].stop() == 0
+    assert (await on_leaving.wait_closed())[0] == 1001
+    answer = await writer.request("send_message", None, conversation_id=conversation_id, content="after")
+    assert answer["type"] == "new_message" and answer["seq"] == 2, "served by the node left, at the first try"
+    assert [seq for seq, _ in await messages_until(reader, 2)] == [1, 2]
