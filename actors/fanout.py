@@ -36,6 +36,11 @@ class Entry:
     conn: Any = None  # ANSWER only, never sent: the local socket the data answers
 
 
+def frame_prefix(node_id: str) -> bytes:
+    """How every frame ``node_id`` publishes begins: a node drops its own by this alone."""
+    return codec.dumps({"n": node_id})[:-1] + b","
+
+
 def encode_frame(node_id: str, entries: list[Entry]) -> bytes:
     header = [[e.kind, e.seq, len(e.data), e.skip_conn, e.exclude_user, e.control] for e in entries]
     return codec.dumps({"n": node_id, "e": header}) + b"\n" + b"".join(e.data for e in entries)
@@ -50,11 +55,6 @@ def decode_frame(frame: bytes) -> tuple[str, list[Entry]]:
         entries.append(Entry(kind, seq, frame[offset : offset + length], skip_conn, exclude_user, control))
         offset += length
     return header["n"], entries
-
-
-def writer_of(frame: bytes) -> str:
-    """The node that published ``frame``, read without decoding the rest."""
-    return codec.loads(frame[: frame.index(b"\n")])["n"]
 
 
 class Fanout:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from actors import protocol
-from actors.fanout import ANSWER, HEAD_AFTER_SECS, STREAM, Entry, Fanout, decode_frame
+from actors.fanout import ANSWER, HEAD_AFTER_SECS, STREAM, Entry, Fanout, decode_frame, frame_prefix
 from actors.stats import STATS
 from cluster import conversation_channel
 
@@ -52,6 +52,7 @@ class FollowsOtherNodes:
         if self._cluster is not None:
             self._channel = conversation_channel(self.tenant_id, self.conversation_id)
             self._fanout = Fanout(self._cluster.bus, self._channel, self._cluster.node_id)
+            self._own_frames = frame_prefix(self._cluster.node_id)
 
     # --- subscribing while sockets are joined here ---------------------------------------
 
@@ -66,9 +67,11 @@ class FollowsOtherNodes:
             self._cluster.bus.unsubscribe(self._channel)
 
     def _frame_heard(self, frame: bytes) -> None:
-        """On the loop, outside the actor: frames this node published itself are dropped here."""
-        node_id, entries = decode_frame(frame)
-        if node_id != self._cluster.node_id:
+        """On the loop, outside the actor: frames this node published itself are dropped unread
+        (the owner is subscribed too while sockets are joined here, for frames of a writer that
+        has not yet seen that it lost the conversation)."""
+        if not frame.startswith(self._own_frames):
+            entries = decode_frame(frame)[1]
             self.post(lambda: self._writes.receive(entries))
 
     def deliver_answer(self, conn, seq: int | None, data: bytes) -> None:
