@@ -11,7 +11,9 @@ Three configurations, each on a fresh database (and a fresh Redis when it has on
 - ``two nodes``: two processes; every conversation has members on both.
 
 The same load for each: ``--conversations`` groups of ``--members`` users, one socket each,
-every socket sending in turn so that ``--rate`` messages a second go out in all; in two nodes
+every socket sending in turn so that ``--rate`` messages a second go out in all (after a
+``--warmup-secs`` of it, not measured: each conversation's first subscription reads what it
+may have missed, once); in two nodes
 a group's members alternate between the nodes, and client process 0 holds the sockets of node
 0, process 1 those of node 1. Figures: deliveries a second, CPU per delivery (the nodes and
 Redis; the database on its own line), end-to-end p50/p99, missing deliveries. Two nodes also
@@ -58,6 +60,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=100.0, help="messages a second, all senders together (default 100)")
     p.add_argument("--secs", type=float, default=10.0, help="length of the measured load phase (default 10)")
+    p.add_argument("--warmup-secs", type=float, default=3.0, help="the same load first, not measured (default 3)")
     p.add_argument("--conversations", type=int, default=50, help="conversations (default 50)")
     p.add_argument("--members", type=int, default=4, help="members of each, one socket each (default 4)")
     p.add_argument("--hop-rate", type=float, default=40.0, help="messages a second in each hop phase (default 40)")
@@ -258,6 +261,7 @@ def run(a, uri: str, database: psutil.Process | None, logdir: str, pool: ClientP
         try:
             conversations = config.nodes[0].prepare(members, name)
             held = connect(pool, config, conversations, members)
+            phase(pool, config, 0, held, rate_each, a.warmup_secs)  # subscriptions settle, caches fill
             result = summarize(phase(pool, config, 1, held, rate_each, a.secs), a.members, a.secs)
             log(f"{name}: {json.dumps(result)}")
             figures[name] = result
@@ -288,7 +292,7 @@ def hops(pool: ClientPool, config: Configuration, held: list[list[tuple]], a, lo
 
 def table(figures: dict, a) -> str:
     rows = [
-        f"Load: {a.conversations} conversations of {a.members}, {a.rate:g} messages/s in all for {a.secs:g} s "
+        f"Load: {a.conversations} conversations of {a.members}, {a.rate:g} messages/s in all for {a.secs:g} s after {a.warmup_secs:g} s of warm-up "
         f"({a.rate * a.members:g} deliveries/s offered).",
         "",
         "| | deliveries/s | CPU per delivery: nodes + Redis | database | p50 | p99 | missing |",
