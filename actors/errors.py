@@ -6,6 +6,7 @@ event on a socket, or as ``{"error": {code, message, details}}`` over REST.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -72,7 +73,9 @@ class RateLimited(ChatError):
     code, status, default_message = "rate_limited", 429, "Too many requests"
 
     def __init__(self, retry_after_secs: float, message: str | None = None, **extra: Any) -> None:
-        super().__init__(message, {"retry_after": round(retry_after_secs, 3)}, **extra)
+        # Rounded up to the millisecond: a refusal never says "retry after 0", and a client
+        # that waits what it says finds the token there.
+        super().__init__(message, {"retry_after": math.ceil(retry_after_secs * 1000) / 1000}, **extra)
         self.retry_after_secs = retry_after_secs
 
 

@@ -55,6 +55,7 @@ class Settings:
     tenant_upload_quota_bytes: int = 1024 * 1024 * 1024
     # A file that no stored message carries is deleted this long after its upload; 0: never.
     unattached_file_ttl_secs: float = 24 * 3600.0
+    malloc_trim_secs: float = 60.0
     # Client connections (HTTP and WebSocket) open at once; 0: the descriptor limit less a reserve.
     max_open_connections: int = 0
     # How long a connection may wait to send a request's headers (keep-alive included), and to
@@ -68,6 +69,8 @@ class Settings:
     trust_proxy_headers: bool = False
     # Where SIGUSR1 writes a tracemalloc snapshot when PYTHONTRACEMALLOC is set; None: the temp dir.
     tracemalloc_snapshot_dir: str | None = None
+    # The demo app at /demo/ (the SDK at /sdk/chat.js is always served).
+    demo_enabled: bool = True
     # Set, processes with the same REDIS_URL and MONGODB_URI serve as one (docs/scale-out.md).
     redis_url: str | None = None
     # How often a node tells Redis it is alive, and how long after its last word it counts as gone.

@@ -7,47 +7,25 @@ only: this is about CORS, not the database.
 
 from __future__ import annotations
 
-import http.server
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.support.browser import browser, needs_chromium, serve_page  # noqa: F401  (fixture)
 from tests.support.client import make_token, unique
 from tests.support.server import ServerProcess
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python is not installed (pip install -e '.[test]')")
-
-CHROMIUM = "/usr/bin/chromium"
 PAGE = (Path(__file__).parent / "support" / "cors_page.html").read_bytes()
 API = "/api/notifications/chat/"
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-class PageHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
-
-    def log_message(self, *args) -> None:
-        pass
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def page_origins():
     """Two origins serving the page: ``(listed, unlisted)``."""
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), PageHandler) for _ in range(2)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield tuple(f"http://127.0.0.1:{server.server_address[1]}" for server in servers)
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with serve_page(PAGE, count=2) as origins:
+        yield origins
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +33,6 @@ def api_server(page_origins):
     server = ServerProcess(env={"ALLOWED_ORIGINS": page_origins[0]}).start()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def open_page(browser, origin: str):

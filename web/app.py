@@ -6,6 +6,8 @@ import logging
 
 import tornado.web
 
+from config import Settings
+from web.assets import asset_routes
 from web.context import AppContext
 from web.metrics import MetricsHandler, metrics_registry
 from web.rest.base import API_PREFIX, NotFoundHandler
@@ -28,8 +30,10 @@ def ID(name: str) -> str:
     return rf"(?P<{name}>[^/]+)"
 
 
-def routes(context: AppContext) -> list[tuple]:
-    """Every route; tests/test_rest_openapi.py checks this list against the OpenAPI description."""
+def routes(context: AppContext | None) -> list[tuple]:
+    """Every route (with ``context`` None, those of the default settings); tests/test_rest_openapi.py
+    checks this list against the OpenAPI description."""
+    settings = context.settings if context is not None else Settings()
     ctx = {"context": context}
     api = API_PREFIX
     conversation = f"{api}/conversations/{ID('conversation_id')}"
@@ -54,6 +58,7 @@ def routes(context: AppContext) -> list[tuple]:
         (rf"{api}/presence/me/?", MyPresenceHandler, ctx),
         (rf"{api}/upload/?", UploadHandler, ctx),
         (rf"{api}/files/{ID('file_id')}/?", FileHandler, ctx),
+        *asset_routes(settings.demo_enabled),
     ]
 
 

@@ -7,6 +7,8 @@ import logging
 import re
 import signal
 
+from tornado.ioloop import PeriodicCallback
+
 from actors.runtime import bind_loop
 from config import Settings
 from storage import open_storage
@@ -17,6 +19,7 @@ from web.file_sweep import sweep_unattached_files
 from web.gc_tuning import tune_after_startup
 from web.http_server import GuardedHTTPServer, default_connection_cap
 from web.memory_snapshot import dump_on_signal
+from web.memory_trim import start_trimming
 from web.websocket import CLOSE_GOING_AWAY
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,7 @@ class ChatServer:
         self.port: int | None = None
         self._stopped = asyncio.Event()
         self._sweep_task: asyncio.Task | None = None
+        self._trimming: PeriodicCallback | None = None
 
     async def start(self, sockets=None) -> None:
         bind_loop()
@@ -82,6 +86,8 @@ class ChatServer:
         if self.context.cluster is not None:
             self.context.cluster.link.on_up(self._resync_presence)
             self.context.cluster.start()
+        if self.settings.malloc_trim_secs:
+            self._trimming = start_trimming(self.settings.malloc_trim_secs)
         if self.settings.unattached_file_ttl_secs:
             self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
         app = make_app(self.context)
@@ -126,6 +132,8 @@ class ChatServer:
         self.http_server.stop()
         if self._sweep_task is not None:
             self._sweep_task.cancel()
+        if self._trimming is not None:
+            self._trimming.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_secs
         if context.cluster is not None:

@@ -60,8 +60,8 @@ UNTHROTTLED_ENV = {
 # Sockets are never closed for their refused frames: the run goes on through them.
 THROTTLED_ENV = {
     **UNTHROTTLED_ENV,
-    "RATE_LIMIT_PER_SEC": "10",
-    "RATE_LIMIT_BURST": "20",
+    "RATE_LIMIT_PER_SEC": "2",
+    "RATE_LIMIT_BURST": "10",
     "READ_ROWS_PER_SEC": "200",
     "READ_ROWS_BURST": "20",
     "UPLOAD_QUOTA_BYTES": "60",

@@ -10,9 +10,11 @@ from the description and the server; real answers are validated against the resp
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from config import Settings
+from web.assets import CONTENT_TYPES, demo_files
 from web.rest import conversations, events, files, messages, participants, presence
 from web.rest.base import API_PREFIX, ApiHandler
 from web.rest.openapi_schemas import JSON, STRING, answer_schemas, body_component, body_schemas, ref
@@ -100,6 +102,27 @@ Download access: the participants of `conversation_id`; without one, the uploade
 tenant admins. A `file` or `image` message carries the id in `metadata.file_id`; the file
 must be one uploaded to that conversation (or without one, by the sender), and for
 `image` an image."""
+
+
+def static_file(summary: str, content_type: str) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "security": [],
+            "responses": ok(200, "The file (cacheable; with an `ETag`)", STRING, content_type.split(";")[0])
+            | ok(304, "Not modified (`If-None-Match` matched the `ETag`)"),
+        }
+    }
+
+
+def asset_paths(settings: Settings) -> dict:
+    """The browser SDK, and the demo app unless ``DEMO_ENABLED=0`` (web/assets.py)."""
+    paths = {"/sdk/chat.js": static_file("The browser SDK, an ES module (docs/sdk.md); any origin may import it", CONTENT_TYPES[".js"])}
+    if settings.demo_enabled:
+        paths["/demo/"] = static_file("The demo app: paste a token, or open /demo/#tenant=..&token=..", CONTENT_TYPES[".html"])
+        for name in demo_files():
+            paths[f"/demo/{name}"] = static_file("A file of the demo app", CONTENT_TYPES[PurePath(name).suffix])
+    return paths
 
 
 def build_spec(settings: Settings) -> dict:
@@ -352,8 +375,8 @@ def build_spec(settings: Settings) -> dict:
         "info": {
             "title": "Chat REST API",
             "version": "1",
-            "description": "Multi-tenant chat. Every path except openapi.json, /healthz, /metrics and the WebSocket "
-            "upgrades needs `Authorization: Bearer <JWT>` (claims user_id, tenant_id, exp; role `admin` is a "
+            "description": "Multi-tenant chat. Every path except openapi.json, /healthz, /metrics, the WebSocket "
+            "upgrades and the static files (/sdk/chat.js, /demo/) needs `Authorization: Bearer <JWT>` (claims user_id, tenant_id, exp; role `admin` is a "
             "tenant-wide administrator). Objects of another tenant, or of a conversation the caller is not in, "
             "answer 404. Lists answer `{results, next, previous}`. JSON bodies need `Content-Type: "
             f"application/json` and at most {settings.max_frame_bytes} bytes. Every write is broadcast to the "
@@ -361,7 +384,7 @@ def build_spec(settings: Settings) -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "paths": paths,
+        "paths": paths | asset_paths(settings),
         "components": components,
     }
 
