@@ -98,7 +98,7 @@ class RedisProcess:
 
 
 def counters(node: Ours) -> dict[str, float]:
-    """The node's unlabelled counters from /metrics."""
+    """The node's unlabelled counters from /metrics, and its store-latency histogram."""
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/metrics", timeout=30) as response:
@@ -107,7 +107,12 @@ def counters(node: Ours) -> dict[str, float]:
         sample.name: sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name.endswith("_total") and not sample.labels
+        if (sample.name.endswith("_total") and not sample.labels) or sample.name == "chat_store_batch_seconds_count"
+    } | {
+        f"stores within {sample.labels['le']} s": sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "chat_store_batch_seconds_bucket" and sample.labels["le"] in ("0.05", "0.1", "0.25")
     }
 
 
@@ -145,7 +150,10 @@ class Configuration:
 
     def cpu_seconds(self) -> float:
         """The nodes and Redis: what the chat service itself spends."""
-        return sum(node.cpu_seconds() for node in self.nodes) + (self.redis.cpu_seconds() if self.redis else 0.0)
+        return sum(node.cpu_seconds() for node in self.nodes) + self.redis_cpu_seconds()
+
+    def redis_cpu_seconds(self) -> float:
+        return self.redis.cpu_seconds() if self.redis else 0.0
 
     def database_cpu_seconds(self) -> float | None:
         if self.database is None:
@@ -185,7 +193,7 @@ def connect(pool: ClientPool, config: Configuration, conversations: list[str], m
 
 def phase(pool: ClientPool, config: Configuration, number: int, senders: list[list[tuple]], rate_each: float, secs: float) -> dict:
     """An open-loop phase: ``senders[w]`` of client process ``w`` each send ``rate_each`` a second."""
-    cpu0, db0 = config.cpu_seconds(), config.database_cpu_seconds()
+    cpu0, db0, redis0 = config.cpu_seconds(), config.database_cpu_seconds(), config.redis_cpu_seconds()
     before = [counters(node) for node in config.nodes]
     start_at = time.time() + 0.5
     commands = {
@@ -195,8 +203,20 @@ def phase(pool: ClientPool, config: Configuration, number: int, senders: list[li
     }
     answers = pool.call(commands)
     db = config.database_cpu_seconds()
-    nodes = [{k: v - b.get(k, 0) for k, v in counters(node).items() if v - b.get(k, 0)} for node, b in zip(config.nodes, before)]
-    return {"answers": answers, "cpu": config.cpu_seconds() - cpu0, "db_cpu": db - db0 if db is not None else None, "nodes": nodes}
+    nodes = []
+    for node, b in zip(config.nodes, before):
+        grew = {k: v - b.get(k, 0) for k, v in counters(node).items()}
+        stores = grew.pop("chat_store_batch_seconds_count", 0)
+        for within in [k for k in grew if k.startswith("stores within")]:
+            grew[within.replace("within", "slower than")] = stores - grew.pop(within)
+        nodes.append({"store batches": stores, **{k: v for k, v in grew.items() if v}})
+    return {
+        "answers": answers,
+        "cpu": config.cpu_seconds() - cpu0,
+        "redis_cpu": config.redis_cpu_seconds() - redis0,
+        "db_cpu": db - db0 if db is not None else None,
+        "nodes": nodes,
+    }
 
 
 def summarize(result: dict, members: int, secs: float) -> dict:
@@ -211,6 +231,7 @@ def summarize(result: dict, members: int, secs: float) -> dict:
         "deliveries_per_sec": received / secs,
         "cpu_us_per_delivery": result["cpu"] / received * 1e6 if received else None,
         "database_cpu_us_per_delivery": result["db_cpu"] / received * 1e6 if received and result["db_cpu"] is not None else None,
+        "redis_cpu_us_per_message": result["redis_cpu"] / sent * 1e6 if sent else None,
         "p50_ms": latencies[50],
         "p99_ms": latencies[99],
         "errors": {k: v for a in answers for k, v in a["errors"].items()},
@@ -295,15 +316,16 @@ def table(figures: dict, a) -> str:
         f"Load: {a.conversations} conversations of {a.members}, {a.rate:g} messages/s in all for {a.secs:g} s after {a.warmup_secs:g} s of warm-up "
         f"({a.rate * a.members:g} deliveries/s offered).",
         "",
-        "| | deliveries/s | CPU per delivery: nodes + Redis | database | p50 | p99 | missing |",
-        "|---|---|---|---|---|---|---|",
+        "| | deliveries/s | CPU per delivery: nodes + Redis | database | Redis per message | p50 | p99 | missing |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in ("single", "one node", "two nodes"):
         f = figures.get(name)
         if f:
             database = f"{f['database_cpu_us_per_delivery']:.0f} us" if f["database_cpu_us_per_delivery"] is not None else "-"
             rows.append(
-                f"| {name} | {f['deliveries_per_sec']:.0f} | {f['cpu_us_per_delivery']:.0f} us | {database} | {f['p50_ms']:.1f} ms "
+                f"| {name} | {f['deliveries_per_sec']:.0f} | {f['cpu_us_per_delivery']:.0f} us | {database} "
+                f"| {f['redis_cpu_us_per_message']:.0f} us | {f['p50_ms']:.1f} ms "
                 f"| {f['p99_ms']:.1f} ms | {f['missing']} |"
             )
     if "hops" in figures:

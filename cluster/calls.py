@@ -50,17 +50,12 @@ class Calls:
         self._waiting: dict[str, tuple[asyncio.Future, str]] = {}
         self._served: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._serve: Callable[[Any], Awaitable[tuple[Any, Any]]] | None = None
-        self._extra: dict[str, Callable[[dict], None]] = {}
         bus.subscribe(node_channel(node_id), self._received)
 
     def serve(self, handler: Callable[[Any], Awaitable[tuple[Any, Any]]]) -> None:
         """``handler(body)`` answers ``(result, extra)``; it raises for an error answer, which
         ``error_of`` turns into ``{code, message, details}``."""
         self._serve = handler
-
-    def on_message(self, kind: str, handler: Callable[[dict], None]) -> None:
-        """Handle one-way messages of ``kind`` sent to this node (``tell``)."""
-        self._extra[kind] = handler
 
     async def request(self, node_id: str, body: Any, timeout_secs: float) -> tuple[Any, Any]:
         """Ask ``node_id``; the answer is ``(result, extra)``. ``NoAnswer`` or ``RemoteError``."""
@@ -76,9 +71,6 @@ class Calls:
             raise NoAnswer() from None
         finally:
             self._waiting.pop(request_id, None)
-
-    def tell(self, node_id: str, kind: str, body: dict) -> bool:
-        return self._bus.publish(node_channel(node_id), codec.dumps({"t": kind, **body}))
 
     def nodes_gone(self, nodes: set[str] | None = None) -> None:
         """Fail every request waiting on a node that left (None: on any node, when this node's
@@ -104,8 +96,6 @@ class Calls:
                     waiting[0].set_exception(RemoteError(message["error"]))
                 else:
                     waiting[0].set_result((message["result"], message.get("extra")))
-        elif kind in self._extra:
-            self._extra[kind](message)
 
     async def _answer(self, message: dict) -> None:
         reply: dict[str, Any] = {"t": "reply", "id": message["id"]}
