@@ -50,6 +50,15 @@ def owner_index(nodes: list[ServerProcess], tenant_id: str, conversation_id: str
     return ids.index(rendezvous(ids, conversation_key(tenant_id, conversation_id)))
 
 
+async def conversation_owned_by(nodes: list[ServerProcess], index: int, creator: User, others: list[User]) -> str:
+    """A new conversation of ``creator`` with ``others`` that node ``index`` owns (ids are random:
+    create until one hashes there)."""
+    while True:
+        conversation_id = await creator.create_conversation(others=others)
+        if owner_index(nodes, creator.tenant_id, conversation_id) == index:
+            return conversation_id
+
+
 @pytest.fixture(scope="session")
 def redis_server():
     if not redis_available():

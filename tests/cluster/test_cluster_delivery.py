@@ -119,10 +119,15 @@ async def test_edits_reactions_and_rest_writes_cross_nodes_in_the_stream(nodes, 
     assert kinds == [(1, "new_message"), (2, "reaction_added"), (3, "message_updated"), (4, "conversation_updated"), (5, "new_message")]
 
 
-async def test_a_removed_participant_stops_receiving_on_every_node(nodes, people):
+async def joined_on_every_node(nodes, people):
+    """Alice's conversation with Bob, and a socket of Bob's joined to it on every node."""
     alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
     conversation_id = await alice.create_conversation(others=[bob])
-    bob_sockets = [await joined(people(node, "bob", bob.user_id), conversation_id) for node in nodes]
+    return alice, bob, conversation_id, [await joined(people(node, "bob", bob.user_id), conversation_id) for node in nodes]
+
+
+async def test_a_removed_participant_stops_receiving_on_every_node(nodes, people):
+    alice, bob, conversation_id, bob_sockets = await joined_on_every_node(nodes, people)
     status, _ = await alice.api.delete(f"conversations/{conversation_id}/participants/{bob.user_id}/")
     assert status == 204
     for sock in bob_sockets:
@@ -160,9 +165,7 @@ async def test_each_node_reports_its_part_in_metrics(nodes, people):
 
 
 async def test_a_conversation_deleted_on_one_node_is_gone_on_every_node(nodes, people):
-    alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
-    conversation_id = await alice.create_conversation(others=[bob])
-    readers = [await joined(people(node, "bob", bob.user_id), conversation_id) for node in nodes]
+    alice, _, conversation_id, readers = await joined_on_every_node(nodes, people)
     status, _ = await alice.api.delete(f"conversations/{conversation_id}/")
     assert status == 204
     for reader in readers:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.cluster.conftest import owner_index, wait_for_live_nodes
+from tests.cluster.conftest import conversation_owned_by, wait_for_live_nodes
 from tests.cluster.test_cluster_delivery import joined
 from tests.support.client import unique
 from tests.support.metrics import scrape
@@ -40,10 +40,7 @@ async def messages_until(sock, last_seq: int) -> list[tuple[int, str]]:
 async def test_a_killed_node_hands_its_conversations_over_within_ten_seconds(start_cluster, people):
     _, group = start_cluster(2)
     alice, bob = people(group[0], "alice"), people(group[0], "bob")
-    while True:
-        conversation_id = await alice.create_conversation(others=[bob])
-        if owner_index(group, alice.tenant_id, conversation_id) == 1:
-            break
+    conversation_id = await conversation_owned_by(group, 1, alice, [bob])
     reader = await joined(bob, conversation_id)
     on_victim = await joined(people(group[1], "bob", bob.user_id), conversation_id)
     writer = await alice.socket()
@@ -110,10 +107,7 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
 async def test_a_node_stopped_in_order_hands_over_at_once(start_cluster, people):
     _, group = start_cluster(2)
     alice, bob = people(group[0], "alice"), people(group[0], "bob")
-    while True:
-        conversation_id = await alice.create_conversation(others=[bob])
-        if owner_index(group, alice.tenant_id, conversation_id) == 1:
-            break
+    conversation_id = await conversation_owned_by(group, 1, alice, [bob])
     reader = await joined(bob, conversation_id)
     writer = await alice.socket()
     await writer.request("send_message", "new_message", conversation_id=conversation_id, content="before")
