@@ -130,11 +130,11 @@ class ClusterTenantActor(AnswersAfterIO, RetiresWhenIdle, LoopActor):
             return
         if not conns:
             del self._connections[user_id]
-        self._io(self._quietly(self._ledger.disconnect(self.tenant_id, user_id, conn.conn_id, isoformat(utcnow()))), lambda *_: None)
+        self._io(self._ledger.disconnect(self.tenant_id, user_id, conn.conn_id, isoformat(utcnow())), lambda *_: None)
 
     @staticmethod
     async def _quietly(call) -> Any:
-        """A change Redis may miss while it is away: ``resync_node`` puts it right later."""
+        """A change Redis may miss while it is away."""
         try:
             return await call
         except LinkDown:

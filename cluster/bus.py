@@ -104,6 +104,7 @@ class Bus:
         self._pubsub = pubsub
         await pubsub.execute_command("SUBSCRIBE", *self._channels)
         self.connected = True
+        logger.info("subscribed to %d Redis channels", len(self._channels))
         loop = asyncio.get_running_loop()
         ping_due = loop.time() + PING_EVERY_SECS
         pong_due = None

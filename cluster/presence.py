@@ -155,17 +155,19 @@ redis.call('HSET', users, ARGV[2], cjson.encode(state))
 return 1
 """
 
-# ARGV: node, grace in ms, now (ISO), then (tenant, user, socket) triples: exactly the sockets
-# the node holds. After Redis was away (or lost its data in a restart): sockets it no longer
-# holds are dropped (their users start their grace period if left with none), the others put
-# back; a user whose state was lost is online again.
+# ARGV: node, grace in ms, now (ISO), how many triples, then (tenant, user, socket) triples:
+# exactly the sockets the node holds, then (tenant, user) pairs: users whose socket here closed
+# while Redis was away. After Redis was away (or lost its data in a restart): sockets the node
+# no longer holds are dropped, the others put back (a user whose state was lost is online
+# again), and every user left with no socket anywhere starts their grace period.
 RESYNC_NODE = (
     _NOW_MS
     + """
 local node = ARGV[1]
 local key = 'chat:p:node:' .. node
+local pairs_from = 5 + 3 * tonumber(ARGV[4])
 local held = {}
-for i = 4, #ARGV, 3 do held[ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2]] = true end
+for i = 5, pairs_from - 1, 3 do held[ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2]] = true end
 for _, member in ipairs(redis.call('SMEMBERS', key)) do
   if not held[member] then
     local tenant, user, conn = string.match(member, '^(%S+) (%S+) (%S+)$')
@@ -178,13 +180,18 @@ for _, member in ipairs(redis.call('SMEMBERS', key)) do
     end
   end
 end
-for i = 4, #ARGV, 3 do
+for i = 5, pairs_from - 1, 3 do
   local tenant, user, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   redis.call('HSET', 'chat:p:conns:' .. tenant .. ':' .. user, conn, node)
   redis.call('SADD', key, tenant .. ' ' .. user .. ' ' .. conn)
   redis.call('SADD', 'chat:p:sockets:' .. tenant, conn)
   redis.call('ZREM', 'chat:p:grace', tenant .. ' ' .. user)
   redis.call('HSETNX', 'chat:p:users:' .. tenant, user, cjson.encode({status = 'online', last_seen = ARGV[3]}))
+end
+for i = pairs_from, #ARGV, 2 do
+  if redis.call('HLEN', 'chat:p:conns:' .. ARGV[i] .. ':' .. ARGV[i + 1]) == 0 then
+    redis.call('ZADD', 'chat:p:grace', 'NX', now + tonumber(ARGV[2]), ARGV[i] .. ' ' .. ARGV[i + 1])
+  end
 end
 return 1
 """
@@ -203,6 +210,7 @@ class PresenceLedger:
         self._node_id = node_id
         self._grace_ms = int(grace_secs * 1000)
         self._sweeper: asyncio.Task | None = None
+        self._unsaid: set[tuple[str, str]] = set()  # (tenant, user) whose socket closed while Redis was away
 
     async def connect(self, tenant_id: str, user_id: str, conn_id: str, max_sockets: int, now: str) -> tuple[bool, bool, dict, int]:
         """``(allowed, announce, state, sockets in the tenant)``."""
@@ -212,7 +220,13 @@ class PresenceLedger:
         return True, bool(reply[1]), json.loads(reply[2]), int(reply[3])
 
     async def disconnect(self, tenant_id: str, user_id: str, conn_id: str, now: str) -> bool:
-        return bool(await self._link.call("EVAL", DISCONNECT, 0, tenant_id, user_id, conn_id, self._grace_ms, now))
+        """Whether the user's grace period started. While Redis is away the closing is kept, to be
+        said with the next ``resync_node``: the user may have no socket left anywhere."""
+        try:
+            return bool(await self._link.call("EVAL", DISCONNECT, 0, tenant_id, user_id, conn_id, self._grace_ms, now))
+        except LinkDown:
+            self._unsaid.add((tenant_id, user_id))
+            return False
 
     async def set_status(self, tenant_id: str, user_id: str, status: str, now: str) -> tuple[dict, int]:
         raw, sockets = await self._link.call("EVAL", SET_STATUS, 0, tenant_id, user_id, status, now)
@@ -229,9 +243,12 @@ class PresenceLedger:
         return {user_id: json.loads(raw) for user_id, raw in zip(user_ids, raws) if raw is not None}
 
     async def resync_node(self, sockets: list[tuple[str, str, str]]) -> None:
-        """Make Redis hold exactly ``(tenant, user, socket)`` for this node (``RESYNC_NODE``)."""
-        args = [part for socket in sockets for part in socket]
-        await self._link.call("EVAL", RESYNC_NODE, 0, self._node_id, self._grace_ms, isoformat(utcnow()), *args)
+        """Make Redis hold exactly ``(tenant, user, socket)`` for this node, and start the grace
+        periods of users whose socket here closed while it was away (``RESYNC_NODE``)."""
+        unsaid = list(self._unsaid)
+        args = [part for socket in sockets for part in socket] + [part for pair in unsaid for part in pair]
+        await self._link.call("EVAL", RESYNC_NODE, 0, self._node_id, self._grace_ms, isoformat(utcnow()), len(sockets), *args)
+        self._unsaid.difference_update(unsaid)
 
     def sweep_nodes(self, node_ids: list[str]) -> None:
         """Drop the sockets of nodes that fell silent (their users start their grace period)."""

@@ -118,6 +118,7 @@ class ChatServer:
         async def resync() -> None:
             try:
                 await self.context.cluster.presence.resync_node(held)
+                logger.info("Redis holds this node's %d sockets", len(held))
             except Exception as error:
                 logger.warning("presence not resynced with Redis: %s", error)
 

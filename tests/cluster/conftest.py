@@ -31,10 +31,11 @@ def start_nodes(redis_url: str, mongodb_uri: str, count: int, env: dict | None =
 
 
 def wait_for_live_nodes(nodes: list[ServerProcess], count: int) -> None:
-    """Until every node sees ``count`` live nodes (its own heartbeat included)."""
+    """Until Redis answers every node and each sees ``count`` live nodes (its own included)."""
     deadline = time.monotonic() + NODE_WAIT_SECS
     while time.monotonic() < deadline:
-        if all(len(node.health()["node"]["live_nodes"]) == count for node in nodes):
+        seen = [node.health()["node"] for node in nodes]
+        if all(s["redis"] and len(s["live_nodes"]) == count for s in seen):
             return
         time.sleep(0.1)
     raise AssertionError(f"nodes did not all see {count} live nodes: {[node.health()['node'] for node in nodes]}")

@@ -66,14 +66,18 @@ async def test_a_killed_node_hands_its_conversations_over_within_ten_seconds(sta
 
 
 async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhile(start_cluster, people):
-    redis, group = start_cluster(2)
+    redis, group = start_cluster(2, {"LOG_LEVEL": "INFO"})
     alice, bob = people(group[0], "alice"), people(group[1], "bob")
     conversation_id = await alice.create_conversation(others=[bob])
     readers = [await joined(alice, conversation_id), await joined(bob, conversation_id)]
     writers = [await people(group[0], "alice", alice.user_id).socket(), await people(group[1], "bob", bob.user_id).socket()]
+    carol = people(group[1], "carol")
+    leaving = await carol.socket()
+    await readers[0].next("presence_update", user_id=carol.user_id, status="online")
     acknowledged = [await send_until_acknowledged(w, conversation_id, f"up-{i}") for i, w in enumerate(writers)]
 
     redis.stop()
+    leaving.close()  # her only socket, closed while Redis is away
     during = [await send_until_acknowledged(w, conversation_id, f"away-{i}-{n}") for n in range(3) for i, w in enumerate(writers)]
     for reader, writer in zip(readers, writers):
         mine = [ack["seq"] for ack in during if ack["message"]["content"].startswith(f"away-{writers.index(writer)}")]
@@ -98,6 +102,7 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
         assert seqs == sorted(set(seqs)), "in order, nothing twice"
 
     assert sum(scrape(node)[("chat_gap_reads_total", ())] for node in group) > gap_reads, "what was missed was read"
+    await readers[0].next("presence_update", user_id=carol.user_id, status="offline")  # her node told Redis when it was back
     writers[1].close()
     readers[1].close()
     offline = await readers[0].next("presence_update", user_id=bob.user_id, status="offline")
