@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from array import array
 from types import SimpleNamespace
 
 import psutil

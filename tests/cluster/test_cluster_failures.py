@@ -7,7 +7,6 @@ message, in one order, once.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from tests.cluster.conftest import conversation_owned_by, wait_for_live_nodes
