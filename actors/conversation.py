@@ -23,12 +23,15 @@ from actors.answers import AnswersAfterIO
 from actors.conversation_doc import ConversationDocument
 from actors.delivery import PendingWrite
 from actors.errors import Conflict, InvalidMessage, NotFound, StorageUnavailable
+from actors.fanout import EPHEMERAL, STREAM, Entry
+from actors.following import FollowsOtherNodes, membership_control
 from actors.history import message_objects
 from actors.idle import RetiresWhenIdle
 from actors.membership import ManagesMembership
 from actors.policy import Action, authorize
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture, weakly
+from actors.stats import STATS
 from actors.stream_events import StreamEvents, stream_position
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
@@ -58,7 +61,7 @@ async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> 
     return ConversationState(conversation, {p["user_id"]: p["role"] for p in participants}, last_seq)
 
 
-class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, LoopActor):
+class ConversationActor(ManagesMembership, FollowsOtherNodes, AnswersAfterIO, RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
         super().__init__()
         self._directory = directory
@@ -75,8 +78,16 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         self._typing = TypingState(settings.typing_ttl_secs, weakly(self.call_later), weakly(self._announce_typing))
         self._document = ConversationDocument(storage, settings, self.tenant_id, self.conversation_id, owner)
         self._stream = StreamEvents(storage, self.tenant_id, self.conversation_id, self._document.write)
+        self._join_cluster()
         self._writes = OrderedWriteQueue(
-            storage, self.tenant_id, self.conversation_id, state.last_seq, weakly(self.run_io), owner, self._stream
+            storage,
+            self.tenant_id,
+            self.conversation_id,
+            state.last_seq,
+            weakly(self.run_io),
+            owner,
+            self._stream,
+            replay_limit=settings.replay_limit if self._cluster is not None else 0,
         )
 
     @property
@@ -89,11 +100,13 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
     def on_failure(self, exc_type, exc_value, traceback) -> None:
         """Hand live sockets to a fresh actor rebuilt from storage; the state here is suspect."""
         self._cancel_timers()
+        self._leave_cluster()
         self._directory.restart_conversation(self.key, self.actor_ref, list(self._subscribers.values()))
         self._writes.abandon()
 
     def on_stop(self) -> None:
         self._cancel_timers()
+        self._leave_cluster()
         self._document.flush_activity()
 
     # --- access ------------------------------------------------------------------------
@@ -114,6 +127,7 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         joined = protocol.event("conversation_joined", request_id, conversation_id=self.conversation_id, last_seq=upto)
         self._subscribers[conn.conn_id] = conn
         self._cancel_idle()
+        self._follow_while_joined()
         if since_seq is None or since_seq >= upto:
             conn.send(joined)
             return self._answered(0)
@@ -136,6 +150,7 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
         def replay_failed(error: BaseException) -> None:
             self._catching_up.pop(conn.conn_id, None)
             self._subscribers.pop(conn.conn_id, None)
+            self._follow_while_joined()
 
         def replay(result, error) -> int:
             held = self._catching_up.pop(conn.conn_id, None)
@@ -144,6 +159,7 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
             conn.send(joined)
             replayed = 0
             if result is None:
+                STATS.resyncs["replay_limit"] += 1
                 conn.send(
                     protocol.event(
                         "resync_required",
@@ -173,23 +189,42 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
     def _unsubscribe(self, conn: Subscriber) -> None:
         self._subscribers.pop(conn.conn_id, None)
         self._catching_up.pop(conn.conn_id, None)
+        self._follow_while_joined()
         user_id = conn.principal.user_id
         if not any(c.principal.user_id == user_id for c in self._subscribers.values()):
             self._typing.set(user_id, False)
         self._maybe_idle()
 
-    def _publish(self, kind: str, origin: Subscriber | None = None, request_id: Any = None, **payload: Any) -> None:
+    def _publish(
+        self, kind: str, origin: Subscriber | None = None, request_id: Any = None, *, control: dict | None = None, **payload: Any
+    ) -> None:
         """Broadcast an event; the socket that asked gets its own copy, with its ``request_id``,
-        whether or not it joined the conversation."""
+        whether or not it joined the conversation (a socket on another node gets it with the
+        answer to its forwarded write: ``actors.forwarding``)."""
         data = protocol.event(kind, **payload)
         if origin is None:
-            self._broadcast(data)
+            self._broadcast(data, seq=payload.get("seq"), control=control)
             return
-        self._broadcast(data, skip_conn=origin.conn_id)
+        self._broadcast(data, skip_conn=origin.conn_id, seq=payload.get("seq"), control=control)
         origin.send(protocol.event(kind, request_id, **payload))
 
-    def _broadcast(self, data: bytes, *, exclude_user: str | None = None, skip_conn: str | None = None) -> None:
-        """Write one encoded event to every joined socket, in one pass."""
+    def _broadcast(
+        self,
+        data: bytes,
+        *,
+        exclude_user: str | None = None,
+        skip_conn: str | None = None,
+        seq: int | None = None,
+        control: dict | None = None,
+    ) -> None:
+        """Deliver an event this actor made (a stream event when it has a ``seq``) here, and
+        publish it to the other nodes' readers."""
+        self._deliver(data, exclude_user=exclude_user, skip_conn=skip_conn)
+        if self._fanout is not None:
+            self._fan_out(Entry(STREAM if seq is not None else EPHEMERAL, seq, data, skip_conn, exclude_user, control))
+
+    def _deliver(self, data: bytes, *, exclude_user: str | None = None, skip_conn: str | None = None) -> None:
+        """Write one encoded event to every socket joined here, in one pass."""
         for conn_id, conn in self._subscribers.items():
             if conn_id == skip_conn or (exclude_user is not None and conn.principal.user_id == exclude_user):
                 continue
@@ -264,7 +299,8 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
 
     def _message_stored(self, pending: PendingWrite, doc: dict) -> None:
         message = protocol.message_object(doc)
-        self._publish("new_message", pending.origin, pending.request_id, message=message, **stream_position(doc))
+        control = membership_control(doc, self._members)
+        self._publish("new_message", pending.origin, pending.request_id, control=control, message=message, **stream_position(doc))
         if pending.reply is not None:
             pending.reply.set((message, True))
 
@@ -277,18 +313,20 @@ class ConversationActor(ManagesMembership, AnswersAfterIO, RetiresWhenIdle, Loop
 
     def _event_stored(self, pending: PendingWrite, row: dict) -> None:
         applied = pending.applied
+        control = None
         if row["event"] == "conversation_updated" and applied.refusal is None:
             self._conversation = applied.answer
+            control = {"conversation": applied.answer}
         fields = {**applied.fields, **stream_position(row)}
         if applied.refusal is not None:  # its requester is told why; everyone else sees the row
-            self._broadcast(protocol.event(row["event"], **fields))
+            self._broadcast(protocol.event(row["event"], **fields), seq=row["seq"])
             pending.reply.set_exception((type(applied.refusal), applied.refusal, None))
         else:
-            self._publish(row["event"], pending.origin, pending.request_id, **fields)
+            self._publish(row["event"], pending.origin, pending.request_id, control=control, **fields)
             pending.reply.set(applied.answer)
 
     def _found_after_failure(self, kind: str, fields: dict) -> None:
-        self._broadcast(protocol.event(kind, **fields))
+        self._broadcast(protocol.event(kind, **fields), seq=fields["seq"])
 
     def _batch_stored(self, last_doc: dict) -> None:
         self._document.note_activity(last_doc["created_at"])

@@ -33,6 +33,7 @@ class PendingWrite:
     # when not given, what the row says), and, once stored, the change as made.
     unchanged: dict | None = None
     applied: Applied | None = None
+    seq_races: int = 0  # times another writer stored the seq this row was numbered with first
 
     @property
     def is_event(self) -> bool:
@@ -47,6 +48,9 @@ class BatchOutcome:
     # The write may have reached the database even though it reported an error; the
     # actor must re-read the last seq before numbering anything else.
     uncertain: bool = False
+    # Not stored: another writer (another node) stored their seqs first. Read what it stored,
+    # then number these again.
+    seq_taken: list[PendingWrite] = dataclasses.field(default_factory=list)
 
 
 async def store_batch(
@@ -111,15 +115,18 @@ async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[Pen
             outcome.stored.extend((pending, pending.doc) for pending in to_insert[:inserted])
             next_seq += inserted
             rest = to_insert[inserted:]
-            original = None
-            if error.duplicate and rest and rest[0].doc["client_msg_id"] is not None:
-                try:
-                    original = await storage.messages.get(tenant_id, rest[0].doc["_id"])
-                except StorageError:
-                    original = None
-            if original is None:
+            if not (error.duplicate and rest):
                 logger.warning("insert stopped after %d of %d: %s", inserted, len(to_insert), error)
                 _refuse(rest, outcome)
+                return
+            try:
+                original = await _retried_original(storage, tenant_id, rest[0].doc)
+            except StorageError as lookup_error:
+                logger.warning("insert stopped on a duplicate, and looking it up failed: %s", lookup_error)
+                _refuse(rest, outcome)
+                return
+            if original is None:  # not a retry: the seq was taken, by another node's write
+                outcome.seq_taken = rest
                 return
             outcome.duplicates.append((rest[0], original))
             to_insert = rest[1:]
@@ -130,6 +137,15 @@ async def _insert_numbered(storage: Storage, tenant_id: str, to_insert: list[Pen
         else:
             outcome.stored.extend((pending, pending.doc) for pending in to_insert)
             return
+
+
+async def _retried_original(storage: Storage, tenant_id: str, doc: dict) -> dict | None:
+    """The stored original when ``doc`` repeats a ``client_msg_id``; None when its ``_id`` is new,
+    so the key it collided on was its seq (event rows and messages without a ``client_msg_id``
+    have fresh random ids)."""
+    if doc.get("client_msg_id") is None:
+        return None
+    return await storage.messages.get(tenant_id, doc["_id"])
 
 
 def storage_failure(error: BaseException) -> ChatError:

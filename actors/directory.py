@@ -4,6 +4,9 @@ pykka's registry lookups are linear scans under a lock, so we keep our own dicts
 Everything here runs on the loop thread. A conversation actor is built from storage
 (concurrent requests for one key share the one load), retired by itself when idle,
 and rebuilt from storage after a failure with its live sockets handed over.
+
+With a cluster (``REDIS_URL``), a call that changes a conversation goes to the node that
+owns it (``actors.forwarding``) unless that is this node, or no other node can be reached.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from pykka import ActorDeadError
 
 from actors.conversation import ConversationActor, load_state
 from actors.errors import NotFound, StorageUnavailable
+from actors.forwarding import FORWARDED, forward, serve_forwarded
 from actors.runtime import loop
 from actors.tenant import TenantActor
+from actors.tenant_cluster import ClusterTenantActor, PresenceAnnouncer
+from cluster import Cluster, conversation_key
+from cluster.nodes import rendezvous
 from config import Settings
 from storage import Storage
 from storage.errors import StorageError
@@ -30,12 +37,20 @@ R = TypeVar("R")
 
 
 class Directory:
-    def __init__(self, storage: Storage, settings: Settings) -> None:
+    def __init__(self, storage: Storage, settings: Settings, cluster: Cluster | None = None) -> None:
         self._storage = storage
         self._settings = settings
         self._conversations: dict[tuple[str, str], Any] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
         self._tenants: dict[str, Any] = {}
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.calls.serve(lambda body: serve_forwarded(self, body))
+            cluster.nodes.on_change(self._nodes_changed)
+            cluster.link.on_up(self._redis_back)
+            self.presence_announcer = PresenceAnnouncer(self, storage, settings, cluster)
+            sweep_every = min(1.0, max(0.05, settings.presence_grace_secs / 4))
+            cluster.presence.start_sweeper(self.presence_announcer.announce, sweep_every)
 
     # --- conversations -----------------------------------------------------------------
 
@@ -79,6 +94,22 @@ class Directory:
         """Call ``method`` (``ConversationActor.send``, ...) on the conversation's actor and await its
         answer; retry once if the actor just retired. Methods are named by reference, never by string,
         so a reader (or a type checker) can follow a call to its definition."""
+        if self.cluster is not None and method.__name__ in FORWARDED:
+            assert not kwargs, "forwarded calls take positional arguments"
+            owner = self.cluster.owner_elsewhere(tenant_id, conversation_id)
+            if owner is not None:
+                return await forward(self, owner, tenant_id, conversation_id, method, args)
+        return await self.call_here(tenant_id, conversation_id, method, *args, **kwargs)
+
+    async def call_here(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        method: Callable[Concatenate[ConversationActor, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Any:
+        """``call`` on this node's actor, whoever owns the conversation."""
         for attempt in (1, 2):
             proxy = await self.conversation(tenant_id, conversation_id)
             try:
@@ -96,6 +127,57 @@ class Directory:
         if proxy is not None:
             try:
                 getattr(proxy, method.__name__).defer(*args)
+            except ActorDeadError:
+                pass
+
+    def socket_closed(self, tenant_id: str, conversation_id: str, conn, typed: bool) -> None:
+        """A socket joined to (or typing in) the conversation closed. The owner keeps the typing
+        state: when it is another node, it is told that this user stopped typing there."""
+        self.tell(tenant_id, conversation_id, ConversationActor.drop, conn)
+        if typed and self.cluster is not None and self.cluster.owner_elsewhere(tenant_id, conversation_id):
+
+            async def stop_typing() -> None:
+                try:
+                    await self.call(tenant_id, conversation_id, ConversationActor.typing, conn.principal, False)
+                except Exception as error:
+                    logger.info("typing in %s not cleared after a close: %s", conversation_id, error)
+
+            asyncio.ensure_future(stop_typing())
+
+    def deliver_answer(self, tenant_id: str, conversation_id: str, conn, seq: int | None, data: bytes) -> None:
+        """A socket's own copy of an event another node stored for it: in order with the events
+        its conversation's actor here hands on, or at once when there is none."""
+        if conn is None:
+            return
+        proxy = self._conversations.get((tenant_id, conversation_id))
+        if proxy is None:
+            conn.send(data)
+            return
+        try:
+            proxy.deliver_answer.defer(conn, seq, data)
+        except ActorDeadError:
+            conn.send(data)
+
+    def _nodes_changed(self, gone: set[str], joined: set[str]) -> None:
+        """Actors of conversations this node has just come to own may hold what they cached
+        while another node wrote: they reload it."""
+        node_id = self.cluster.node_id
+        now = list(self.cluster.nodes.live)
+        before = [node for node in now if node not in joined] + list(gone)
+        if node_id not in now:
+            return
+        for (tenant_id, conversation_id), proxy in list(self._conversations.items()):
+            key = conversation_key(tenant_id, conversation_id)
+            if rendezvous(now, key) == node_id and (not before or rendezvous(before, key) != node_id):
+                try:
+                    proxy.ownership_gained.defer()
+                except ActorDeadError:
+                    pass
+
+    def _redis_back(self) -> None:
+        for proxy in list(self._conversations.values()):
+            try:
+                proxy.redis_back.defer()
             except ActorDeadError:
                 pass
 
@@ -127,7 +209,8 @@ class Directory:
     def _tenant(self, tenant_id: str):
         proxy = self._tenants.get(tenant_id)
         if proxy is None or not proxy.actor_ref.is_alive():
-            proxy = TenantActor.start(self, self._storage, self._settings, tenant_id).proxy()
+            kind = TenantActor if self.cluster is None else ClusterTenantActor
+            proxy = kind.start(self, self._storage, self._settings, tenant_id).proxy()
             self._tenants[tenant_id] = proxy
         return proxy
 
@@ -145,6 +228,25 @@ class Directory:
     def tell_tenant(self, tenant_id: str, method: Callable[Concatenate[TenantActor, P], R], *args: P.args) -> None:
         """Fire-and-forget to the tenant's actor, spawned if needed."""
         getattr(self._tenant(tenant_id), method.__name__).defer(*args)
+
+    def presence_heard(self, tenant_id: str, user_id: str, payload: dict, wide: bool, skip_conn: str | None) -> None:
+        """A presence change for the tenant's sockets on this node, if it has any."""
+        proxy = self._tenants.get(tenant_id)
+        if proxy is not None:
+            try:
+                proxy.push.defer(user_id, payload, wide, skip_conn)
+            except ActorDeadError:
+                pass
+
+    @staticmethod
+    def save_in_background(awaitable, what: str) -> None:
+        async def save() -> None:
+            try:
+                await awaitable
+            except StorageError as error:
+                logger.warning("%s not saved: %s", what, error)
+
+        asyncio.ensure_future(save())
 
     def forget_tenant(self, tenant_id: str, ref) -> None:
         proxy = self._tenants.get(tenant_id)

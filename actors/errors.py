@@ -25,6 +25,17 @@ class ChatError(Exception):
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
 
+    @classmethod
+    def from_dict(cls, error: dict[str, Any]) -> ChatError:
+        """The error ``as_dict`` describes, as its own class (an error another node answered)."""
+        kinds = [ChatError]
+        for kind in kinds:
+            kinds.extend(kind.__subclasses__())
+        kind = next((k for k in reversed(kinds) if k.code == error.get("code")), ChatError)
+        rebuilt = kind.__new__(kind)
+        ChatError.__init__(rebuilt, error.get("message"), error.get("details"))
+        return rebuilt
+
 
 class InvalidMessage(ChatError):
     code, status, default_message = "invalid_message", 400, "The request is not valid"

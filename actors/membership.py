@@ -83,7 +83,7 @@ class ManagesMembership:
             await self._storage.files.delete_conversation(tenant_id, conversation_id)
 
         def deleted(result, error):
-            self._broadcast(protocol.event("conversation_deleted", conversation_id=conversation_id))
+            self._broadcast(protocol.event("conversation_deleted", conversation_id=conversation_id), control={"deleted": True})
             self._subscribers.clear()
             self._retire()
             return True

@@ -376,14 +376,15 @@ class LoopActor(pykka.Actor):
 
         self.run_io(awaitable, logged)
 
+    def post(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` as a message to this actor (from a loop callback that is not one)."""
+        if not self.actor_stopped.is_set():
+            self.actor_inbox.put(Envelope(_Timer(callback)))
+
     def call_later(self, delay_secs: float, callback: Callable[[], Any]) -> asyncio.TimerHandle:
         """Run ``callback`` as a message to this actor after ``delay_secs``."""
 
-        def fire() -> None:
-            if not self.actor_stopped.is_set():
-                self.actor_inbox.put(Envelope(_Timer(callback)))
-
-        return loop().call_later(delay_secs, fire)
+        return loop().call_later(delay_secs, self.post, callback)
 
 
 def live_actor_count() -> int:

@@ -70,6 +70,11 @@ class Settings:
     tracemalloc_snapshot_dir: str | None = None
     # The demo app at /demo/ (the SDK at /sdk/chat.js is always served).
     demo_enabled: bool = True
+    # Set, processes with the same REDIS_URL and MONGODB_URI serve as one (docs/scale-out.md).
+    redis_url: str | None = None
+    # How often a node tells Redis it is alive, and how long after its last word it counts as gone.
+    node_heartbeat_secs: float = 2.0
+    node_ttl_secs: float = 6.0
 
     @property
     def uses_embedded_database(self) -> bool:
@@ -125,4 +130,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
         raise ConfigError("JWT_SECRET must not be empty")
     if settings.mongodb_timeout_ms <= 0:
         raise ConfigError("MONGODB_TIMEOUT_MS must be a positive number of milliseconds")
+    if settings.redis_url and settings.uses_embedded_database:
+        raise ConfigError("REDIS_URL needs MONGODB_URI: the embedded database lives in one process, so nodes cannot share it")
+    if settings.redis_url and not 0 < settings.node_heartbeat_secs < settings.node_ttl_secs:
+        raise ConfigError("NODE_HEARTBEAT_SECS must be positive and below NODE_TTL_SECS")
     return settings

@@ -15,7 +15,17 @@ from tests.support.rest import API, assert_error, rest_users, valid_body  # noqa
 from tests.support.server import ServerProcess
 from web.rest.openapi import build_spec
 
-PUBLIC = {"/healthz", f"{API}/openapi.json", "/ws/chat/{tenant_id}/", "/ws/notifications/{tenant_id}/"}
+PUBLIC = {
+    "/healthz",
+    "/metrics",
+    f"{API}/openapi.json",
+    "/ws/chat/{tenant_id}/",
+    "/ws/notifications/{tenant_id}/",
+    "/sdk/chat.js",
+    "/demo/",
+    "/demo/demo.css",
+    "/demo/demo.js",
+}
 
 
 def operations() -> list[tuple[str, str, dict]]:

@@ -9,6 +9,7 @@ import tornado.web
 from config import Settings
 from web.assets import asset_routes
 from web.context import AppContext
+from web.metrics import MetricsHandler, metrics_registry
 from web.rest.base import API_PREFIX, NotFoundHandler
 from web.rest.conversations import ConversationHandler, ConversationsHandler
 from web.rest.events import EventsHandler
@@ -39,6 +40,7 @@ def routes(context: AppContext | None) -> list[tuple]:
     message = f"{api}/messages/{ID('message_id')}"
     return [
         (r"/healthz", HealthHandler, ctx),
+        (r"/metrics", MetricsHandler, {"registry": metrics_registry(context)}),
         (rf"/ws/chat/{ID('tenant_id')}/?", ChatSocket, ctx),
         (rf"/ws/notifications/{ID('tenant_id')}/?", WrongPathSocket),
         (rf"{api}/openapi\.json", OpenApiHandler, ctx),

@@ -6,9 +6,11 @@ import dataclasses
 
 from actors.directory import Directory
 from actors.protocol import Protocol
+from cluster import Cluster
+from cluster.buckets import SharedBuckets
 from config import Settings
 from storage import Storage
-from web.ratelimit import RateLimiter, ReadBudget
+from web.ratelimit import RateLimiter, ReadBudget, UserLimits
 
 
 @dataclasses.dataclass
@@ -17,19 +19,24 @@ class AppContext:
     storage: Storage
     directory: Directory
     protocol: Protocol
-    limiter: RateLimiter
-    reads: ReadBudget
+    limits: UserLimits
+    cluster: Cluster | None = None  # with REDIS_URL: this node and its links to the others
     sockets: set = dataclasses.field(default_factory=set)
     shutting_down: bool = False
     frames_in_flight: int = 0  # WebSocket frames being handled; a shutdown lets them finish
 
     @classmethod
     def build(cls, settings: Settings, storage: Storage) -> AppContext:
+        cluster = Cluster.open(settings) if settings.redis_url else None
         return cls(
             settings=settings,
             storage=storage,
-            directory=Directory(storage, settings),
+            directory=Directory(storage, settings, cluster),
+            cluster=cluster,
             protocol=Protocol(settings),
-            limiter=RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
-            reads=ReadBudget(settings.read_rows_per_sec, settings.read_rows_burst),
+            limits=UserLimits(
+                RateLimiter(settings.rate_limit_per_sec, settings.rate_limit_burst),
+                ReadBudget(settings.read_rows_per_sec, settings.read_rows_burst),
+                SharedBuckets(cluster.link) if cluster is not None else None,
+            ),
         )

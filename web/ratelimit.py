@@ -4,6 +4,10 @@ Two budgets per user: writes (``RateLimiter``: each costs a token up front) and 
 (``ReadBudget``: rows sent, REST pages and ``since_seq`` replays alike). A read's size is known
 only once it is answered, so it is admitted while the budget is not spent and pays afterwards,
 which may leave the budget in debt: the next read waits until it is paid off.
+
+``UserLimits`` is what handlers draw from: these buckets in one process, or with a cluster the
+same budgets kept in Redis for all nodes (``cluster.buckets``), and these again while Redis is
+away, so that a Redis outage limits each node on its own instead of nobody.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import time
 
 from actors.errors import RateLimited
+from cluster.buckets import SharedBuckets
+from cluster.link import LinkDown
 
 # Buckets untouched this long are full again and can be forgotten.
 SWEEP_EVERY_SECS = 60.0
@@ -91,3 +97,48 @@ class ReadBudget(RateLimiter):
         if self.rate > 0:
             now = self._clock()
             self._bucket(tenant_id, user_id, now).debit(now, READ_REQUEST_ROWS + rows)
+
+
+class UserLimits:
+    def __init__(self, writes: RateLimiter, reads: ReadBudget, shared: SharedBuckets | None = None) -> None:
+        self.writes = writes
+        self.reads = reads
+        self._shared = shared
+
+    async def check_write(self, tenant_id: str, user_id: str) -> None:
+        """``RateLimited`` with ``retry_after`` when the user is over the write rate."""
+        wait = await self._draw("w", tenant_id, user_id, self.writes, 1.0, "take")
+        if wait is None:
+            self.writes.check(tenant_id, user_id)
+        elif wait:
+            raise RateLimited(wait)
+
+    async def admit_read(self, tenant_id: str, user_id: str) -> None:
+        """``RateLimited`` while the user's read budget is spent (or in debt)."""
+        if self.reads.rate <= 0:
+            return
+        wait = await self._draw("r", tenant_id, user_id, self.reads, READ_REQUEST_ROWS, "admit")
+        if wait is None:
+            self.reads.admit(tenant_id, user_id)
+        elif wait:
+            raise RateLimited(wait, "Reading too fast; wait and read again")
+
+    def charge_read(self, tenant_id: str, user_id: str, rows: int) -> None:
+        if self.reads.rate <= 0:
+            return
+        if self._shared is not None:
+            try:
+                self._shared.debit(f"r:{tenant_id}:{user_id}", self.reads.rate, self.reads.burst, READ_REQUEST_ROWS + rows)
+                return
+            except LinkDown:
+                pass
+        self.reads.charge(tenant_id, user_id, rows)
+
+    async def _draw(self, budget: str, tenant_id: str, user_id: str, local: RateLimiter, cost: float, mode: str) -> float | None:
+        """The shared bucket's answer; None when there is none (no cluster, or Redis is away)."""
+        if self._shared is None:
+            return None
+        try:
+            return await self._shared.draw(f"{budget}:{tenant_id}:{user_id}", local.rate, local.burst, cost, mode)
+        except LinkDown:
+            return None

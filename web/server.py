@@ -79,6 +79,9 @@ class ChatServer:
         except StorageError as error:
             logger.error("MongoDB is unreachable at start-up (%s); serving, and retrying the indexes", error)
             self._index_task = asyncio.ensure_future(ensure_indexes_until_done(self.context))
+        if self.context.cluster is not None:
+            self.context.cluster.link.on_up(self._resync_presence)
+            self.context.cluster.start()
         if self.settings.unattached_file_ttl_secs:
             self._sweep_task = asyncio.ensure_future(sweep_unattached_files(storage, self.settings.unattached_file_ttl_secs))
         app = make_app(self.context)
@@ -102,6 +105,19 @@ class ChatServer:
             self.port = self.settings.port
         logger.info("chat server listening on %s:%s", self.settings.host, self.port)
 
+    def _resync_presence(self) -> None:
+        """Redis answers (again): make it hold exactly the sockets this node holds."""
+        held = [(s.principal.tenant_id, s.principal.user_id, s.conn_id) for s in self.context.sockets]
+
+        async def resync() -> None:
+            try:
+                await self.context.cluster.presence.resync_node(held)
+                logger.info("Redis holds this node's %d sockets", len(held))
+            except Exception as error:
+                logger.warning("presence not resynced with Redis: %s", error)
+
+        asyncio.ensure_future(resync())
+
     async def stop(self) -> None:
         """Stop accepting, finish storing what was queued, close sockets with 1001, release storage."""
         if self.context is None or self.context.shutting_down:
@@ -113,6 +129,8 @@ class ChatServer:
             self._sweep_task.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.shutdown_timeout_secs
+        if context.cluster is not None:
+            await context.cluster.leave()
         try:
             await asyncio.wait_for(context.directory.settle(), self.settings.shutdown_timeout_secs)
         except asyncio.TimeoutError:
@@ -126,6 +144,8 @@ class ChatServer:
             await asyncio.sleep(0.01)
         context.directory.stop_all()
         await asyncio.sleep(0)
+        if context.cluster is not None:
+            await context.cluster.close()
         context.storage.close()
         self._stopped.set()
 

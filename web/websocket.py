@@ -24,6 +24,7 @@ from actors import protocol
 from actors.conversation import ConversationActor
 from actors.errors import ChatError, NotFound, RateLimited, ShuttingDown, StorageUnavailable, TooManyConnections, Unauthorized
 from actors.protocol import Rate
+from actors.stats import STATS
 from actors.tenant import TenantActor
 from storage.clock import new_id
 from storage.errors import StorageError
@@ -126,10 +127,13 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         try:
             await self.ctx.directory.call_tenant(principal.tenant_id, TenantActor.connect, self)
         except TooManyConnections as error:
+            STATS.refusals[error.code] += 1
             self.close(CLOSE_FLOOD, error.message)
             return
         self._registered = True
         self.ctx.sockets.add(self)
+        if self.ws_connection is None:  # closed while it was being registered: on_close found nothing to undo
+            self.on_close()
 
     # --- outgoing (loop thread only) ----------------------------------------------------
 
@@ -137,6 +141,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         """Write an encoded event; a reader that lets its buffer fill up is cut off."""
         if self.ws_connection is None or self.ws_connection.is_closing():
             return
+        STATS.deliveries += 1
         stream = self.ws_connection.stream
         frame = text_frame(data)
         # Not write_message: it wraps every write in a new asyncio Task, which costs as much as
@@ -165,6 +170,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
 
     def _cut_off_slow_reader(self) -> None:
         logger.info("closing a slow reader (user %s)", self.principal.user_id)
+        STATS.resyncs["slow_reader"] += 1
         stream = self.ws_connection.stream
         stream.max_write_buffer_size = None
         notice = protocol.event(
@@ -198,18 +204,21 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
             if rate is Rate.WRITE:
                 if self.ctx.shutting_down:  # what is already queued is being stored; nothing new
                     raise ShuttingDown()
-                self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+                await self.ctx.limits.check_write(self.principal.tenant_id, self.principal.user_id)
             elif rate is Rate.READ:
-                self.ctx.reads.admit(self.principal.tenant_id, self.principal.user_id)  # the handler pays
+                await self.ctx.limits.admit_read(self.principal.tenant_id, self.principal.user_id)  # the handler pays
             await HANDLERS[kind](self, request_id=request_id, **data)
         except RateLimited as error:
+            STATS.refusals[error.code] += 1
             self.send(protocol.error_event(error, request_id))
             if self._strikes.take(time.monotonic()):
                 self.close(CLOSE_FLOOD, "Too many messages")
         except ChatError as error:
+            STATS.refusals[error.code] += 1
             self.send(protocol.error_event(error, request_id))
         except StorageError as error:  # a direct read (e.g. which conversation a message is in)
             logger.warning("storage unavailable for a frame from %s: %s", self.principal.user_id, error)
+            STATS.refusals[StorageUnavailable.code] += 1
             self.send(protocol.error_event(StorageUnavailable(), request_id))
         except Exception:
             logger.exception("unexpected failure handling a frame from %s", self.principal.user_id)
@@ -234,7 +243,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
     @handles("join_conversation")
     async def handle_join_conversation(self, conversation_id: str, since_seq: int | None, request_id: Any) -> None:
         replayed = await self._call(conversation_id, ConversationActor.join, self, since_seq, request_id)
-        self.ctx.reads.charge(self.principal.tenant_id, self.principal.user_id, replayed)
+        self.ctx.limits.charge_read(self.principal.tenant_id, self.principal.user_id, replayed)
         if not self._registered:  # closed while the join was under way
             self.ctx.directory.tell(self.principal.tenant_id, conversation_id, ConversationActor.drop, self)
             return
@@ -303,7 +312,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         self.ctx.sockets.discard(self)
         tenant_id = self.principal.tenant_id
         for conversation_id in self.joined | self.typing_in:
-            self.ctx.directory.tell(tenant_id, conversation_id, ConversationActor.drop, self)
+            self.ctx.directory.socket_closed(tenant_id, conversation_id, self, conversation_id in self.typing_in)
         self.joined.clear()
         self.typing_in.clear()
         self.ctx.directory.tell_tenant(tenant_id, TenantActor.disconnect, self)

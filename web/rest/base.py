@@ -20,6 +20,7 @@ from actors.errors import (
 )
 from actors.policy import Action, authorize
 from actors.principal import Principal
+from actors.stats import STATS
 from storage.errors import StorageError
 from web import cors
 from web.auth import decode_token
@@ -51,22 +52,22 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         if self.ctx is not None:
             self._tell_browsers_who_may_read()
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.method == "OPTIONS":
             return  # a CORS preflight: browsers send it without the Authorization header
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         self.principal = decode_token(token.strip() if scheme.lower() == "bearer" else None, self.ctx.settings)
         if self.request.method in WRITE_METHODS:
-            self.ctx.limiter.check(self.principal.tenant_id, self.principal.user_id)
+            await self.ctx.limits.check_write(self.principal.tenant_id, self.principal.user_id)
         elif self.request.method == "GET":
-            self.ctx.reads.admit(self.principal.tenant_id, self.principal.user_id)
+            await self.ctx.limits.admit_read(self.principal.tenant_id, self.principal.user_id)
             self.rows_sent = 1  # what an answer that is not a page counts as
 
     def on_finish(self) -> None:
         """A read pays for what it sent, once it is known (``web.ratelimit.ReadBudget``)."""
         if self.rows_sent is not None:
-            self.ctx.reads.charge(self.principal.tenant_id, self.principal.user_id, self.rows_sent)
+            self.ctx.limits.charge_read(self.principal.tenant_id, self.principal.user_id, self.rows_sent)
 
     def options(self, *_args: str, **_path: str) -> None:
         """Any OPTIONS is a CORS preflight, 204 without auth; an origin not allowed gets no CORS headers."""
@@ -153,6 +154,7 @@ class ApiHandler(Unbranded, tornado.web.RequestHandler):
         """The one error shape; also for answers given outside a handler method (while streaming)."""
         if error.status >= 500:
             logger.warning("%s %s: %s", self.request.method, self.request.path, error.message)
+        STATS.refusals[error.code] += 1
         self.clear()  # back to the default headers, CORS included
         self.set_status(error.status)
         if error.retry_after_secs is not None:

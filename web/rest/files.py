@@ -216,7 +216,7 @@ class UploadHandler(ApiHandler):
 
     async def prepare(self) -> None:
         """Auth, rate limit, then what the headers can tell; only then may the body be this large."""
-        super().prepare()
+        await super().prepare()
         if self.request.method != "POST":
             return  # answered 405 once prepare is done
         if media_type(self.request.headers.get("Content-Type")) != "multipart/form-data":

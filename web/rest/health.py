@@ -16,6 +16,13 @@ class HealthHandler(Unbranded, tornado.web.RequestHandler):
     def initialize(self, context: AppContext) -> None:
         self.ctx = context
 
+    def _node(self) -> dict:
+        """With REDIS_URL: this node, the nodes it sees alive, and whether Redis answers it."""
+        cluster = self.ctx.cluster
+        if cluster is None:
+            return {}
+        return {"node": {"id": cluster.node_id, "live_nodes": list(cluster.nodes.live), "redis": cluster.link.up and cluster.bus.connected}}
+
     def get(self) -> None:
         directory = self.ctx.directory
         embedded = self.ctx.settings.uses_embedded_database
@@ -32,6 +39,7 @@ class HealthHandler(Unbranded, tornado.web.RequestHandler):
                     "live_tenants": directory.live_tenants(),
                     "actors": live_actor_count(),
                     "threads": threading.active_count(),
+                    **self._node(),
                 }
             )
         )

@@ -166,6 +166,13 @@ def build_spec(settings: Settings) -> dict:
                 "responses": ok(200, "Serving", {"type": "object"}) | ok(503, "Stopping", {"type": "object"}),
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "This node's figures in Prometheus's text format (docs/scale-out.md)",
+                "security": [],
+                "responses": {"200": {"description": "The metrics", "content": {"text/plain": {"schema": STRING}}}},
+            }
+        },
         "/ws/chat/{tenant_id}/": {
             "parameters": [path_param("tenant_id", "Must equal the token's tenant_id (else close 4403)")],
             "get": {
@@ -368,7 +375,7 @@ def build_spec(settings: Settings) -> dict:
         "info": {
             "title": "Chat REST API",
             "version": "1",
-            "description": "Multi-tenant chat. Every path except openapi.json, /healthz, the WebSocket "
+            "description": "Multi-tenant chat. Every path except openapi.json, /healthz, /metrics, the WebSocket "
             "upgrades and the static files (/sdk/chat.js, /demo/) needs `Authorization: Bearer <JWT>` (claims user_id, tenant_id, exp; role `admin` is a "
             "tenant-wide administrator). Objects of another tenant, or of a conversation the caller is not in, "
             "answer 404. Lists answer `{results, next, previous}`. JSON bodies need `Content-Type: "
