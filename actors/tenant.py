@@ -3,9 +3,13 @@
 Presence merges a user's connections: online while any is open, offline only after
 ``presence_grace_secs`` with none, so a reconnect does not flap it. Every change is
 persisted (for REST readers) and announced to the tenant's connected users, up to
-``presence_fanout_max_sockets`` of them: past that, tenant-wide pushes would cost
-O(sockets) per change and O(sockets squared) when everyone reconnects, so a large tenant's
+``presence_fanout_max_sockets`` of them: past that, even batched pushes would send every
+socket every change (O(sockets squared) bytes when everyone reconnects), so a large tenant's
 clients read presence over REST instead and only the user's own sockets are told.
+
+Announcements go out in batches (``actors.presence_push``): the first change after a quiet
+``presence_batch_secs`` at once, the changes that follow it together at the end of each
+interval, until an interval passes with none.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from actors import protocol
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
+from actors.presence_push import PendingChanges, push
 from actors.principal import Principal
 from actors.runtime import LoopActor
 from actors.subscriber import Subscriber
@@ -50,6 +55,8 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._presence: dict[str, Presence] = {}
         self._grace: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
         self._tokens = itertools.count()
+        self._unpushed = PendingChanges()
+        self._push_timer = None  # set while an interval runs: changes wait for its end
 
     def on_start(self) -> None:
         self._maybe_idle()
@@ -58,6 +65,8 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._cancel_idle()
         for _, timer in self._grace.values():
             timer.cancel()
+        if self._push_timer is not None:
+            self._push_timer.cancel()
 
     # --- connections ---------------------------------------------------------------------
 
@@ -136,26 +145,31 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
 
     def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
-        """Tell every connected user of the tenant; the asking socket gets its ``request_id``.
-
-        Only the user's own sockets learn their ``current_conversation_id``: to anyone else it
-        could reveal a conversation they are not in (REST readers get it where they are)."""
+        """Persist a change and push it to the tenant (now, or with the interval's batch); the
+        asking socket gets its answer, with its ``request_id``, at once."""
         presence = presence or self._presence[user_id]
         self._persist(user_id, presence)
         payload = protocol.presence_object(user_id, **presence.as_fields())
-        own = protocol.event("presence_update", **payload)
-        others = protocol.event("presence_update", **{**payload, "current_conversation_id": None})
-        if self._socket_count > self._settings.presence_fanout_max_sockets:
-            audience = {user_id: self._connections.get(user_id, {})}
-        else:
-            audience = self._connections
-        for audience_user, conns in audience.items():
-            data = own if audience_user == user_id else others
-            for conn in conns.values():
-                if origin is None or conn.conn_id != origin.conn_id:
-                    conn.send(data)
         if origin is not None:
             origin.send(protocol.event("presence_update", request_id, **payload))
+        self._unpushed.add(payload, origin)
+        if self._push_timer is None:
+            self._push_pending()
+
+    def _push_pending(self) -> None:
+        """Push what the interval collected and start the next one; with nothing, the tenant is quiet."""
+        self._push_timer = None
+        if not self._unpushed:
+            self._maybe_idle()
+            return
+        changes = self._unpushed.take()
+        if self._socket_count > self._settings.presence_fanout_max_sockets:
+            for user_id, change in changes.items():
+                push({user_id: change}, {user_id: self._connections.get(user_id, {})})
+        else:
+            push(changes, self._connections)
+        if self._settings.presence_batch_secs:
+            self._push_timer = self.call_later(self._settings.presence_batch_secs, self._push_pending)
 
     def _persist(self, user_id: str, presence: Presence) -> None:
         self.write_in_background(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), "presence")
@@ -163,7 +177,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
     # --- lifetime --------------------------------------------------------------------------
 
     def _is_busy(self) -> bool:
-        return bool(self._connections or self._grace)
+        return bool(self._connections or self._grace) or self._push_timer is not None
 
     def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)

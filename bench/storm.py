@@ -21,10 +21,13 @@ sockets connected calmly. See bench/README.md ("Reconnect storm").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +73,9 @@ def parse_args(argv=None):
     ap.add_argument("--ours-dir", help="checkout of our server to run (default: this repository)")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for our server (repeatable), e.g. PRESENCE_BATCH_SECS=0.5")
+    ap.add_argument("--profile", metavar="DIR",
+                    help="record our server during each storm with py-spy (pip install py-spy) into DIR, "
+                         "as collapsed stacks (flamegraph.pl or speedscope read them)")
     ap.add_argument("--json", help="also write every figure to this JSON file")
     ap.add_argument("--logdir", help="where server logs go (default: a temp dir)")
     a = ap.parse_args(argv)
@@ -131,6 +137,25 @@ def rss_settled(ctx: Ctx) -> int:
     return ctx.server.rss()
 
 
+@contextlib.contextmanager
+def profiled(server, directory: str | None, name: str, log):
+    """py-spy samples our server's stacks while the block runs (when ``directory`` is given)."""
+    if not directory or server.key != "ours":
+        yield
+        return
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name + ".txt")
+    spy = subprocess.Popen(["py-spy", "record", "-r", "200", "-f", "raw", "-o", path, "-p", str(server.proc.pid)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+        log(f"    profile: {path}")
+
+
 def one_storm(server, a, n: int, log) -> dict:
     """Calm phase, let go, storm, on a fresh server process; returns the figures."""
     server.start("storm")
@@ -154,7 +179,8 @@ def one_storm(server, a, n: int, log) -> dict:
         busy, waited = wait_quiet(a.quiet_wait)
         before = counters(ctx)
         specs = [(u, [c], {str(c): seen[str(c)]}) for g, c in zip(groups, convs) for u in g]
-        storm = connect(ctx, specs, concurrency=max(1, a.in_flight // a.clients), max_secs=a.storm_secs)
+        with profiled(server, a.profile, f"storm-{n}-{time.strftime('%H%M%S')}", log):
+            storm = connect(ctx, specs, concurrency=max(1, a.in_flight // a.clients), max_secs=a.storm_secs)
         rss_storm = rss_settled(ctx)
         after = counters(ctx)
     finally:
