@@ -9,7 +9,8 @@ clients read presence over REST instead and only the user's own sockets are told
 
 Announcements go out in batches (``actors.presence_push``): the first change after a quiet
 ``presence_batch_secs`` at once, the changes that follow it together at the end of each
-interval, until an interval passes with none.
+interval, until an interval passes with none. Saves follow the same rhythm, one write of every
+unsaved change at a time; until it is written, readers get a change from here.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
 from actors.presence_push import PendingChanges, push
 from actors.principal import Principal
-from actors.runtime import LoopActor
+from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
@@ -57,6 +58,10 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._tokens = itertools.count()
         self._unpushed = PendingChanges()
         self._push_timer = None  # set while an interval runs: changes wait for its end
+        self._unsaved: dict[str, dict] = {}  # user_id -> presence fields not written yet
+        self._saving = False
+        self._writes_started = self._writes_done = 0
+        self._write_waiters: list[tuple[int, LoopFuture]] = []  # (the write that settles it, reply)
 
     def on_start(self) -> None:
         self._maybe_idle()
@@ -67,6 +72,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             timer.cancel()
         if self._push_timer is not None:
             self._push_timer.cancel()
+        self._save_unsaved()  # best effort: a shutdown may close the database first
 
     # --- connections ---------------------------------------------------------------------
 
@@ -137,12 +143,24 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             presence.current_conversation_id = conversation_id
 
     def live_presence(self, user_ids: list[str] | None = None) -> dict[str, dict]:
-        """Presence of users with a live socket or in their grace period."""
-        wanted = self._presence if user_ids is None else [u for u in user_ids if u in self._presence]
-        return {user_id: self._presence_object(user_id) for user_id in wanted}
+        """Presence of users with a live socket or in their grace period, and changes not saved yet."""
+        wanted = [*self._presence, *self._unsaved] if user_ids is None else user_ids
+        return {user_id: self._presence_object(user_id) for user_id in wanted if user_id in self._presence or user_id in self._unsaved}
+
+    def written(self) -> LoopFuture:
+        """Answered once every change made so far is stored, so that a listing of stored rows has
+        them all (a user's first change makes their row)."""
+        reply = LoopFuture()
+        if not self._unsaved:
+            reply.set(None)
+            return reply
+        self._write_waiters.append((self._writes_started + 1, reply))
+        self._save_unsaved()
+        return reply
 
     def _presence_object(self, user_id: str) -> dict:
-        return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
+        presence = self._presence.get(user_id)
+        return protocol.presence_object(user_id, **(presence.as_fields() if presence is not None else self._unsaved[user_id]))
 
     def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
         """Persist a change and push it to the tenant (now, or with the interval's batch); the
@@ -154,11 +172,13 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             origin.send(protocol.event("presence_update", request_id, **payload))
         self._unpushed.add(payload, origin)
         if self._push_timer is None:
-            self._push_pending()
+            self._flush_changes()
 
-    def _push_pending(self) -> None:
-        """Push what the interval collected and start the next one; with nothing, the tenant is quiet."""
+    def _flush_changes(self) -> None:
+        """Push and save what the interval collected and start the next one; with nothing to
+        push, the tenant is quiet and its next change goes out at once."""
         self._push_timer = None
+        self._save_unsaved()
         if not self._unpushed:
             self._maybe_idle()
             return
@@ -169,15 +189,42 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         else:
             push(changes, self._connections)
         if self._settings.presence_batch_secs:
-            self._push_timer = self.call_later(self._settings.presence_batch_secs, self._push_pending)
+            self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_changes)
 
     def _persist(self, user_id: str, presence: Presence) -> None:
-        self.write_in_background(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), "presence")
+        self._unsaved[user_id] = presence.as_fields()
+
+    def _save_unsaved(self) -> None:
+        """One write of every change not saved yet, with one write in flight at a time: on the
+        embedded database each write scans the collection once, so a write per connect made a
+        reconnect of every user O(users squared)."""
+        if self._saving or not self._unsaved:
+            return
+        self._saving = True
+        self._writes_started += 1
+        batch = dict(self._unsaved)
+
+        def saved(result: Any, error: BaseException | None) -> None:
+            self._saving = False
+            self._writes_done += 1
+            if error is not None:
+                logger.warning("presence of %d users not saved: %s", len(batch), error)
+            for user_id, fields in batch.items():
+                if self._unsaved.get(user_id) is fields:
+                    del self._unsaved[user_id]
+            for waiter in [w for w in self._write_waiters if w[0] <= self._writes_done]:
+                self._write_waiters.remove(waiter)
+                waiter[1].set(None)
+            if self._push_timer is None or self._write_waiters:  # nothing else would save what came meanwhile soon
+                self._save_unsaved()
+            self._maybe_idle()
+
+        self.run_io(self._storage.presence.save_many(self.tenant_id, batch), saved)
 
     # --- lifetime --------------------------------------------------------------------------
 
     def _is_busy(self) -> bool:
-        return bool(self._connections or self._grace) or self._push_timer is not None
+        return bool(self._connections or self._grace) or self._push_timer is not None or self._saving
 
     def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)

@@ -21,9 +21,9 @@ async def opened(uri: str | None):
 async def test_ids_joined_alike_by_a_separator_stay_apart(database_uri):
     storage = await opened(database_uri)
     try:
-        await storage.presence.save("a\x1fb", "c", {"status": "busy"})
-        await storage.presence.save("a", "b\x1fc", {"status": "away"})
-        await storage.presence.save("a\x1fb", "c", {"status": "online"})
+        await storage.presence.save_many("a\x1fb", {"c": {"status": "busy"}})
+        await storage.presence.save_many("a", {"b\x1fc": {"status": "away"}})
+        await storage.presence.save_many("a\x1fb", {"c": {"status": "online"}})
         assert (await storage.presence.get("a\x1fb", "c"))["status"] == "online"
         assert (await storage.presence.get("a", "b\x1fc"))["status"] == "away"
 
