@@ -44,6 +44,17 @@ class Presence:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class Unsaved:
+    """A presence change not written yet. Coming online only makes a row for a user without
+    one (``replace`` False): while a user is connected, readers get their presence from the
+    tenant actor, and going offline writes the row, so a reconnect of every user writes nothing
+    but new users' rows (updating a row scans the embedded database's collection)."""
+
+    fields: dict
+    replace: bool
+
+
 class TenantActor(RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, tenant_id: str) -> None:
         super().__init__()
@@ -58,7 +69,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._tokens = itertools.count()
         self._unpushed = PendingChanges()
         self._push_timer = None  # set while an interval runs: changes wait for its end
-        self._unsaved: dict[str, dict] = {}  # user_id -> presence fields not written yet
+        self._unsaved: dict[str, Unsaved] = {}  # user_id -> the change not written yet
         self._saving = False
         self._writes_started = self._writes_done = 0
         self._write_waiters: list[tuple[int, LoopFuture]] = []  # (the write that settles it, reply)
@@ -94,7 +105,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         presence.last_seen = utcnow()
         if presence.status == "offline":
             presence.status = "online"
-            self._announce(user_id)
+            self._announce(user_id, replace=False)
         return self._presence_object(user_id)
 
     def disconnect(self, conn: Subscriber) -> None:
@@ -160,13 +171,16 @@ class TenantActor(RetiresWhenIdle, LoopActor):
 
     def _presence_object(self, user_id: str) -> dict:
         presence = self._presence.get(user_id)
-        return protocol.presence_object(user_id, **(presence.as_fields() if presence is not None else self._unsaved[user_id]))
+        return protocol.presence_object(user_id, **(presence.as_fields() if presence is not None else self._unsaved[user_id].fields))
 
-    def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
+    def _announce(
+        self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None, *, replace: bool = True
+    ) -> None:
         """Persist a change and push it to the tenant (now, or with the interval's batch); the
-        asking socket gets its answer, with its ``request_id``, at once."""
+        asking socket gets its answer, with its ``request_id``, at once. ``replace=False``: the
+        stored row is made if the user has none, else left as it is (see ``Unsaved``)."""
         presence = presence or self._presence[user_id]
-        self._persist(user_id, presence)
+        self._persist(user_id, presence, replace)
         payload = protocol.presence_object(user_id, **presence.as_fields())
         if origin is not None:
             origin.send(protocol.event("presence_update", request_id, **payload))
@@ -191,8 +205,9 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         if self._settings.presence_batch_secs:
             self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_changes)
 
-    def _persist(self, user_id: str, presence: Presence) -> None:
-        self._unsaved[user_id] = presence.as_fields()
+    def _persist(self, user_id: str, presence: Presence, replace: bool) -> None:
+        earlier = self._unsaved.get(user_id)
+        self._unsaved[user_id] = Unsaved(presence.as_fields(), replace or (earlier is not None and earlier.replace))
 
     def _save_unsaved(self) -> None:
         """One write of every change not saved yet, with one write in flight at a time: on the
@@ -212,14 +227,19 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             for user_id, fields in batch.items():
                 if self._unsaved.get(user_id) is fields:
                     del self._unsaved[user_id]
-            for waiter in [w for w in self._write_waiters if w[0] <= self._writes_done]:
+            for waiter in [w for w in self._write_waiters if w[0] <= self._writes_done or not self._unsaved]:
                 self._write_waiters.remove(waiter)
                 waiter[1].set(None)
             if self._push_timer is None or self._write_waiters:  # nothing else would save what came meanwhile soon
                 self._save_unsaved()
             self._maybe_idle()
 
-        self.run_io(self._storage.presence.save_many(self.tenant_id, batch), saved)
+        self.run_io(self._write(batch), saved)
+
+    async def _write(self, batch: dict[str, Unsaved]) -> None:
+        presence = self._storage.presence
+        await presence.save_many(self.tenant_id, {user_id: u.fields for user_id, u in batch.items() if u.replace})
+        await presence.save_many(self.tenant_id, {user_id: u.fields for user_id, u in batch.items() if not u.replace}, replace=False)
 
     # --- lifetime --------------------------------------------------------------------------
 

@@ -19,16 +19,19 @@ class PresenceRepository(Repository):
 
     def __init__(self, db, *, embedded: bool = False) -> None:
         super().__init__(db)
-        # mongomock finds an update's row by scanning the collection: one save per connect made
-        # a 10,000-user reconnect O(users squared). On the embedded database a batch replaces its
-        # rows with one delete (one scan) and one insert (an O(1) _id check per row); a real
-        # MongoDB upserts each row through its _id index, in one bulk write.
+        # mongomock finds an update's row by scanning the collection (O(users) per row). On the
+        # embedded database a batch of replacements is one delete (one scan) and one insert (an
+        # O(1) _id check per row); a real MongoDB upserts each row through its _id index.
         self._replace_by_delete = embedded
 
-    async def save_many(self, tenant_id: str, rows: dict[str, dict]) -> None:
-        """Store each user's presence ``fields`` (``rows``: user id -> fields) as their whole row."""
+    async def save_many(self, tenant_id: str, rows: dict[str, dict], *, replace: bool = True) -> None:
+        """Store each user's presence ``fields`` (``rows``: user id -> fields) as their whole row;
+        with ``replace=False`` only users without a row get one (an ``_id`` check, no scan)."""
         docs = [{"_id": derived_id(tenant_id, user_id), "tenant_id": tenant_id, "user_id": user_id, **fields} for user_id, fields in rows.items()]
         if not docs:
+            return
+        if not replace:
+            await self._insert_missing(docs)
             return
         if self._replace_by_delete:
             await self.collection.delete_many(self.scoped(tenant_id, _id={"$in": [doc["_id"] for doc in docs]}))
@@ -38,10 +41,15 @@ class PresenceRepository(Repository):
         try:
             await self.collection.bulk_write(replaces, ordered=False)
         except BulkWriteError as error:
-            if any(e.get("code") != DUPLICATE_KEY_CODE for e in error.details.get("writeErrors", ())):
-                raise
+            _raise_unless_duplicates(error)
             # Another process upserted one of these users first: now each is a replace.
             await self.collection.bulk_write(replaces, ordered=False)
+
+    async def _insert_missing(self, docs: list[dict]) -> None:
+        try:
+            await self.collection.insert_many(docs, ordered=False)
+        except BulkWriteError as error:
+            _raise_unless_duplicates(error)
 
     async def get(self, tenant_id: str, user_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, user_id=user_id))
@@ -51,3 +59,8 @@ class PresenceRepository(Repository):
         if user_ids is not None:
             query["user_id"] = {"$in": user_ids}
         return await self._find(query, sort=[("user_id", 1)], limit=limit, skip=skip)
+
+
+def _raise_unless_duplicates(error: BulkWriteError) -> None:
+    if any(e.get("code") != DUPLICATE_KEY_CODE for e in (error.details or {}).get("writeErrors", ())):
+        raise error
