@@ -237,9 +237,10 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self.run_io(self._write(batch), saved)
 
     async def _write(self, batch: dict[str, Unsaved]) -> None:
-        presence = self._storage.presence
-        await presence.save_many(self.tenant_id, {user_id: u.fields for user_id, u in batch.items() if u.replace})
-        await presence.save_many(self.tenant_id, {user_id: u.fields for user_id, u in batch.items() if not u.replace}, replace=False)
+        for replace in (True, False):
+            rows = {user_id: unsaved.fields for user_id, unsaved in batch.items() if unsaved.replace is replace}
+            if rows:
+                await self._storage.presence.save_many(self.tenant_id, rows, replace=replace)
 
     # --- lifetime --------------------------------------------------------------------------
 

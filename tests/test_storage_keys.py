@@ -36,6 +36,23 @@ async def test_ids_joined_alike_by_a_separator_stay_apart(database_uri):
         storage.close()
 
 
+async def test_presence_rows_are_made_once_per_user_and_replaced_whole(database_uri):
+    """Coming online makes a row only where there is none (an _id check, no scan); a chosen
+    status or going offline replaces the row, several users in one write."""
+    storage = await opened(database_uri)
+    try:
+        await storage.presence.save_many("t", {"ann": {"status": "busy", "current_conversation_id": "c1"}})
+        online = {"status": "online", "current_conversation_id": None}
+        await storage.presence.save_many("t", {"ann": online, "ben": online}, replace=False)
+        assert [(row["user_id"], row["status"]) for row in await storage.presence.list("t")] == [("ann", "busy"), ("ben", "online")]
+        await storage.presence.save_many("t", {"ann": {"status": "offline"}, "ben": {"status": "away"}})
+        rows = await storage.presence.list("t")
+        assert [(row["user_id"], row["status"]) for row in rows] == [("ann", "offline"), ("ben", "away")]
+        assert "current_conversation_id" not in rows[0], "the whole row is replaced"
+    finally:
+        storage.close()
+
+
 async def test_a_direct_pair_left_claimed_by_a_half_done_deletion_starts_anew(database_uri):
     storage = await opened(database_uri)
     try:
