@@ -33,11 +33,14 @@ import tempfile
 import time
 from types import SimpleNamespace
 
+import psutil
+
 if __package__ in (None, ""):  # python bench/storm.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "bench"  # noqa: A001
 
 from bench.common import percentiles, raise_nofile  # noqa: E402
+from bench.ferret import Ferret, find_binary  # noqa: E402
 from bench.loadgen.pool import ClientPool  # noqa: E402
 from bench.run import wait_quiet  # noqa: E402
 from bench.scenarios import Ctx, bottleneck, close_sockets, connect, cpu_str, prepare, settle  # noqa: E402
@@ -68,8 +71,11 @@ def parse_args(argv=None):
                     help="wait this long at most for our server to retire every actor between the phases (default 120)")
     ap.add_argument("--quiet-wait", type=float, default=10.0,
                     help="before each storm wait up to this long for other processes to leave the CPU (default 10)")
-    ap.add_argument("--mongodb-uri", default=os.environ.get("BENCH_MONGODB_URI"),
+    db = ap.add_mutually_exclusive_group()
+    db.add_argument("--mongodb-uri", default=os.environ.get("BENCH_MONGODB_URI"),
                     help="run our server against this MongoDB (default: its embedded database)")
+    db.add_argument("--ferretdb", action="store_true",
+                    help="run our server on a FerretDB of its own ($FERRETDB_BIN or ~/.cache/chat-ferretdb/ferretdb)")
     ap.add_argument("--ours-dir", help="checkout of our server to run (default: this repository)")
     ap.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                     help="extra environment for our server (repeatable), e.g. PRESENCE_BATCH_SECS=0.5")
@@ -83,6 +89,8 @@ def parse_args(argv=None):
     a.servers = [s.strip() for s in a.servers.split(",") if s.strip()]
     if any(s not in ("ours", "bare") for s in a.servers):
         ap.error("--servers: ours and/or bare")
+    if a.ferretdb and find_binary() is None:
+        ap.error("--ferretdb: no FerretDB binary (build it with .ci/build-ferretdb.sh or set FERRETDB_BIN)")
     if any(n < a.group or n % a.group for n in a.sizes):
         ap.error("every size must be a multiple of --group")
     try:
@@ -179,8 +187,10 @@ def one_storm(server, a, n: int, log) -> dict:
         busy, waited = wait_quiet(a.quiet_wait)
         before = counters(ctx)
         specs = [(u, [c], {str(c): seen[str(c)]}) for g, c in zip(groups, convs) for u in g]
+        db_cpu = cpu_seconds(a.db_process)
         with profiled(server, a.profile, f"storm-{n}-{time.strftime('%H%M%S')}", log):
             storm = connect(ctx, specs, concurrency=max(1, a.in_flight // a.clients), max_secs=a.storm_secs)
+        db_cpu = cpu_seconds(a.db_process) - db_cpu
         rss_storm = rss_settled(ctx)
         after = counters(ctx)
     finally:
@@ -196,7 +206,7 @@ def one_storm(server, a, n: int, log) -> dict:
     return {
         "sockets": n, "joined": joined, "secs": storm["wall"], "rate": joined / storm["wall"] if storm["wall"] else 0.0,
         "connect_ms": (cl[50], cl[99]), "join_ms": (jl[50], jl[99]),
-        "cpu": cpu_str(storm),
+        "cpu": cpu_str(storm) + (f", database {db_cpu / storm['wall'] * 100:.0f}%" if a.db_process and server.key == "ours" else ""),
         "bottleneck": bottleneck(storm["server_cpu"], storm["client_cpu"], os.cpu_count() or 1, busy=storm["machine_busy"]),
         "presence_frames": {k: frames.get(k, 0) for k in PRESENCE_EVENTS},
         "frames_per_socket": sum(frames.get(k, 0) for k in PRESENCE_EVENTS) / n,
@@ -208,6 +218,13 @@ def one_storm(server, a, n: int, log) -> dict:
         "rss_ratio": rss_storm / rss_calm if rss_calm else None,
         "calm_rate": calm["join_rate"], "machine_busy_before": busy, "quiet_waited": waited,
     }
+
+
+def cpu_seconds(process) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def ms(pair) -> str:
@@ -237,6 +254,22 @@ def main(argv=None) -> int:
     soft, hard = raise_nofile(65536)
     logdir = a.logdir or tempfile.mkdtemp(prefix="chat-storm-")
     os.makedirs(logdir, exist_ok=True)
+    ferret = Ferret(find_binary(), os.path.join(logdir, "ferretdb.log")) if a.ferretdb else None
+    if ferret is not None:
+        a.mongodb_uri = ferret.start()
+        a.db_label = "FerretDB 1.24 + SQLite"
+        a.db_process = psutil.Process(ferret.pid())
+    else:
+        a.db_label = "MongoDB at --mongodb-uri" if a.mongodb_uri else "its embedded database"
+        a.db_process = None
+    try:
+        return storms(a, logdir, soft, hard)
+    finally:
+        if ferret is not None:
+            ferret.stop()
+
+
+def storms(a, logdir: str, soft: int, hard: int) -> int:
     opts = SimpleNamespace(mongodb_uri=a.mongodb_uri, ours_dir=a.ours_dir, history_db="embedded", prepare_secs=120.0,
                            server_env=a.server_env)
     servers = {s.key: s for s in make_servers(SimpleNamespace(**vars(opts), servers=a.servers), logdir)}
@@ -279,7 +312,7 @@ def main(argv=None) -> int:
         f"{platform.system()} {platform.machine()}, {platform.python_implementation()} {platform.python_version()}; "
         f"{a.clients} load-generator processes on the same cores; one tenant, {a.group} sockets per conversation, "
         f"one socket per user; storm {a.in_flight} sockets in flight, each connect + JWT + join with since_seq; "
-        f"our server on {'MongoDB at --mongodb-uri' if a.mongodb_uri else 'its embedded database'}"
+        f"our server on {a.db_label}"
         + (f", with {a.server_env}" if a.server_env else "") + ".",
         f"Targets: ours >= {TARGET_RATIO}x bare Tornado's joined/s, no 4408, RSS after the storm <= "
         f"{TARGET_RSS_RATIO:.2f}x RSS with the same sockets connected calmly.",
