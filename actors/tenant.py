@@ -41,7 +41,8 @@ class Presence:
     last_seen: Any = None
 
     def as_fields(self) -> dict:
-        return dataclasses.asdict(self)
+        """Not ``dataclasses.asdict``: its recursive deep copy was 2% of a reconnect storm."""
+        return {"status": self.status, "current_conversation_id": self.current_conversation_id, "last_seen": self.last_seen}
 
 
 @dataclasses.dataclass
