@@ -9,8 +9,8 @@ clients read presence over REST instead and only the user's own sockets are told
 
 Announcements go out in batches (``actors.presence_push``): the first change after a quiet
 ``presence_batch_secs`` at once, the changes that follow it together at the end of each
-interval, until an interval passes with none. Saves follow the same rhythm, one write of every
-unsaved change at a time; until it is written, readers get a change from here.
+interval, until an interval passes with none. Saves follow the same rhythm
+(``actors.presence_saves``); until a change is written, readers get it from here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from actors import protocol
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
 from actors.presence_push import PendingChanges, push
+from actors.presence_saves import PresenceSaves
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
@@ -45,17 +46,6 @@ class Presence:
         return {"status": self.status, "current_conversation_id": self.current_conversation_id, "last_seen": self.last_seen}
 
 
-@dataclasses.dataclass
-class Unsaved:
-    """A presence change not written yet. Coming online only makes a row for a user without
-    one (``replace`` False): while a user is connected, readers get their presence from the
-    tenant actor, and going offline writes the row, so a reconnect of every user writes nothing
-    but new users' rows (updating a row scans the embedded database's collection)."""
-
-    fields: dict
-    replace: bool
-
-
 class TenantActor(RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, tenant_id: str) -> None:
         super().__init__()
@@ -70,10 +60,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._tokens = itertools.count()
         self._unpushed = PendingChanges()
         self._push_timer = None  # set while an interval runs: changes wait for its end
-        self._unsaved: dict[str, Unsaved] = {}  # user_id -> the change not written yet
-        self._saving = False
-        self._writes_started = self._writes_done = 0
-        self._write_waiters: list[tuple[int, LoopFuture]] = []  # (the write that settles it, reply)
+        self._saves = PresenceSaves(storage, tenant_id, self.run_io, self._after_write)
 
     def on_start(self) -> None:
         self._maybe_idle()
@@ -84,7 +71,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             timer.cancel()
         if self._push_timer is not None:
             self._push_timer.cancel()
-        self._save_unsaved()  # best effort: a shutdown may close the database first
+        self._saves.save()  # best effort: a shutdown may close the database first
 
     # --- connections ---------------------------------------------------------------------
 
@@ -106,7 +93,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         presence.last_seen = utcnow()
         if presence.status == "offline":
             presence.status = "online"
-            self._announce(user_id, replace=False)
+            self._announce(user_id, replace=False)  # see actors.presence_saves
         return self._presence_object(user_id)
 
     def disconnect(self, conn: Subscriber) -> None:
@@ -156,33 +143,31 @@ class TenantActor(RetiresWhenIdle, LoopActor):
 
     def live_presence(self, user_ids: list[str] | None = None) -> dict[str, dict]:
         """Presence of users with a live socket or in their grace period, and changes not saved yet."""
-        wanted = [*self._presence, *self._unsaved] if user_ids is None else user_ids
-        return {user_id: self._presence_object(user_id) for user_id in wanted if user_id in self._presence or user_id in self._unsaved}
+        wanted = [*self._presence, *self._saves.users()] if user_ids is None else user_ids
+        found = {user_id: self._fields_of(user_id) for user_id in wanted}
+        return {user_id: protocol.presence_object(user_id, **fields) for user_id, fields in found.items() if fields is not None}
 
     def written(self) -> LoopFuture:
         """Answered once every change made so far is stored, so that a listing of stored rows has
         them all (a user's first change makes their row)."""
-        reply = LoopFuture()
-        if not self._unsaved:
-            reply.set(None)
-            return reply
-        self._write_waiters.append((self._writes_started + 1, reply))
-        self._save_unsaved()
-        return reply
+        return self._saves.written()
+
+    def _fields_of(self, user_id: str) -> dict | None:
+        presence = self._presence.get(user_id)
+        return presence.as_fields() if presence is not None else self._saves.fields_of(user_id)
 
     def _presence_object(self, user_id: str) -> dict:
-        presence = self._presence.get(user_id)
-        return protocol.presence_object(user_id, **(presence.as_fields() if presence is not None else self._unsaved[user_id].fields))
+        return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
 
     def _announce(
         self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None, *, replace: bool = True
     ) -> None:
         """Persist a change and push it to the tenant (now, or with the interval's batch); the
         asking socket gets its answer, with its ``request_id``, at once. ``replace=False``: the
-        stored row is made if the user has none, else left as it is (see ``Unsaved``)."""
-        presence = presence or self._presence[user_id]
-        self._persist(user_id, presence, replace)
-        payload = protocol.presence_object(user_id, **presence.as_fields())
+        stored row is made if the user has none, else left as it is (``actors.presence_saves``)."""
+        fields = (presence or self._presence[user_id]).as_fields()
+        self._saves.record(user_id, fields, replace=replace)
+        payload = protocol.presence_object(user_id, **fields)
         if origin is not None:
             origin.send(protocol.event("presence_update", request_id, **payload))
         self._unpushed.add(payload, origin)
@@ -193,7 +178,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         """Push and save what the interval collected and start the next one; with nothing to
         push, the tenant is quiet and its next change goes out at once."""
         self._push_timer = None
-        self._save_unsaved()
+        self._saves.save()
         if not self._unpushed:
             self._maybe_idle()
             return
@@ -206,47 +191,15 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         if self._settings.presence_batch_secs:
             self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_changes)
 
-    def _persist(self, user_id: str, presence: Presence, replace: bool) -> None:
-        earlier = self._unsaved.get(user_id)
-        self._unsaved[user_id] = Unsaved(presence.as_fields(), replace or (earlier is not None and earlier.replace))
-
-    def _save_unsaved(self) -> None:
-        """One write of every change not saved yet, with one write in flight at a time: on the
-        embedded database each write scans the collection once, so a write per connect made a
-        reconnect of every user O(users squared)."""
-        if self._saving or not self._unsaved:
-            return
-        self._saving = True
-        self._writes_started += 1
-        batch = dict(self._unsaved)
-
-        def saved(result: Any, error: BaseException | None) -> None:
-            self._saving = False
-            self._writes_done += 1
-            if error is not None:
-                logger.warning("presence of %d users not saved: %s", len(batch), error)
-            for user_id, fields in batch.items():
-                if self._unsaved.get(user_id) is fields:
-                    del self._unsaved[user_id]
-            for waiter in [w for w in self._write_waiters if w[0] <= self._writes_done or not self._unsaved]:
-                self._write_waiters.remove(waiter)
-                waiter[1].set(None)
-            if self._push_timer is None or self._write_waiters:  # nothing else would save what came meanwhile soon
-                self._save_unsaved()
-            self._maybe_idle()
-
-        self.run_io(self._write(batch), saved)
-
-    async def _write(self, batch: dict[str, Unsaved]) -> None:
-        for replace in (True, False):
-            rows = {user_id: unsaved.fields for user_id, unsaved in batch.items() if unsaved.replace is replace}
-            if rows:
-                await self._storage.presence.save_many(self.tenant_id, rows, replace=replace)
+    def _after_write(self) -> None:
+        if self._push_timer is None:  # quiet: no interval's end will save what came meanwhile
+            self._saves.save()
+        self._maybe_idle()
 
     # --- lifetime --------------------------------------------------------------------------
 
     def _is_busy(self) -> bool:
-        return bool(self._connections or self._grace) or self._push_timer is not None or self._saving
+        return bool(self._connections or self._grace) or self._push_timer is not None or self._saves.saving
 
     def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)
