@@ -43,7 +43,15 @@ from bench.common import percentiles, raise_nofile  # noqa: E402
 from bench.ferret import Ferret, find_binary  # noqa: E402
 from bench.loadgen.pool import ClientPool  # noqa: E402
 from bench.run import wait_quiet  # noqa: E402
-from bench.scenarios import Ctx, bottleneck, close_sockets, connect, cpu_str, prepare, settle  # noqa: E402
+from bench.scenarios import (  # noqa: E402
+    Ctx,
+    bottleneck,
+    close_sockets,
+    connect,
+    cpu_str,
+    prepare,
+    settle,
+)
 from bench.servers import ServerFailed, make_servers  # noqa: E402
 from bench.soak import quiesce  # noqa: E402
 
@@ -233,7 +241,7 @@ def ms(pair) -> str:
     return " / ".join("-" if v is None else f"{v:,.0f}" for v in pair)
 
 
-def render(rows: list[dict], a, header: list[str]) -> str:
+def render(rows: list[dict], header: list[str]) -> str:
     lines = header + ["", "| sockets | round | server | joined | secs | joined/s | ours/bare | server CPU ms per socket | "
                           "ours/bare | connect p50/p99 ms | join p50/p99 ms | CPU server / clients | presence frames per socket | "
                           "4408 | RSS calm -> after storm MiB | storm/calm |",
@@ -322,7 +330,7 @@ def storms(a, logdir: str, soft: int, hard: int) -> int:
         f"{TARGET_RSS_RATIO:.2f}x RSS with the same sockets connected calmly. The server's CPU per socket is the "
         "steadier comparison when other processes share the cores: the rate moves with them.",
     ]
-    print(render(rows, a, header), flush=True)
+    print(render(rows, header), flush=True)
     if a.json:
         with open(a.json, "w") as out:
             json.dump({"args": vars(a), "rows": rows}, out, indent=1, default=str)
