@@ -410,6 +410,7 @@ SERVER_EVENTS = (
     "typing_indicator",
     "read_receipt",
     "presence_update",
+    "presence_batch",
     "conversation_updated",
     "conversation_deleted",
     "resync_required",

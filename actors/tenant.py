@@ -3,9 +3,14 @@
 Presence merges a user's connections: online while any is open, offline only after
 ``presence_grace_secs`` with none, so a reconnect does not flap it. Every change is
 persisted (for REST readers) and announced to the tenant's connected users, up to
-``presence_fanout_max_sockets`` of them: past that, tenant-wide pushes would cost
-O(sockets) per change and O(sockets squared) when everyone reconnects, so a large tenant's
+``presence_fanout_max_sockets`` of them: past that, even batched pushes would send every
+socket every change (O(sockets squared) bytes when everyone reconnects), so a large tenant's
 clients read presence over REST instead and only the user's own sockets are told.
+
+Announcements go out in batches (``actors.presence_push``): the first change after a quiet
+``presence_batch_secs`` at once, the changes that follow it together at the end of each
+interval, until an interval passes with none. Saves follow the same rhythm
+(``actors.presence_saves``); until a change is written, readers get it from here.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import Any
 from actors import protocol
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
+from actors.presence_push import PendingChanges, push
+from actors.presence_saves import PresenceSaves
 from actors.principal import Principal
-from actors.runtime import LoopActor
+from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
@@ -35,7 +42,8 @@ class Presence:
     last_seen: Any = None
 
     def as_fields(self) -> dict:
-        return dataclasses.asdict(self)
+        """Not ``dataclasses.asdict``: its recursive deep copy was 2% of a reconnect storm."""
+        return {"status": self.status, "current_conversation_id": self.current_conversation_id, "last_seen": self.last_seen}
 
 
 class TenantActor(RetiresWhenIdle, LoopActor):
@@ -50,6 +58,9 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._presence: dict[str, Presence] = {}
         self._grace: dict[str, tuple[int, Any]] = {}  # user_id -> (token, timer)
         self._tokens = itertools.count()
+        self._unpushed = PendingChanges()
+        self._push_timer = None  # set while an interval runs: changes wait for its end
+        self._saves = PresenceSaves(storage, tenant_id, self.run_io, self._after_write)
 
     def on_start(self) -> None:
         self._maybe_idle()
@@ -58,6 +69,9 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._cancel_idle()
         for _, timer in self._grace.values():
             timer.cancel()
+        if self._push_timer is not None:
+            self._push_timer.cancel()
+        self._saves.save()  # best effort: a shutdown may close the database first
 
     # --- connections ---------------------------------------------------------------------
 
@@ -79,7 +93,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         presence.last_seen = utcnow()
         if presence.status == "offline":
             presence.status = "online"
-            self._announce(user_id)
+            self._announce(user_id, replace=False)  # see actors.presence_saves
         return self._presence_object(user_id)
 
     def disconnect(self, conn: Subscriber) -> None:
@@ -128,42 +142,64 @@ class TenantActor(RetiresWhenIdle, LoopActor):
             presence.current_conversation_id = conversation_id
 
     def live_presence(self, user_ids: list[str] | None = None) -> dict[str, dict]:
-        """Presence of users with a live socket or in their grace period."""
-        wanted = self._presence if user_ids is None else [u for u in user_ids if u in self._presence]
-        return {user_id: self._presence_object(user_id) for user_id in wanted}
+        """Presence of users with a live socket or in their grace period, and changes not saved yet."""
+        wanted = [*self._presence, *self._saves.users()] if user_ids is None else user_ids
+        found = {user_id: self._fields_of(user_id) for user_id in wanted}
+        return {user_id: protocol.presence_object(user_id, **fields) for user_id, fields in found.items() if fields is not None}
+
+    def written(self) -> LoopFuture:
+        """Answered once every change made so far is stored, so that a listing of stored rows has
+        them all (a user's first change makes their row)."""
+        return self._saves.written()
+
+    def _fields_of(self, user_id: str) -> dict | None:
+        presence = self._presence.get(user_id)
+        return presence.as_fields() if presence is not None else self._saves.fields_of(user_id)
 
     def _presence_object(self, user_id: str) -> dict:
         return protocol.presence_object(user_id, **self._presence[user_id].as_fields())
 
-    def _announce(self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None) -> None:
-        """Tell every connected user of the tenant; the asking socket gets its ``request_id``.
-
-        Only the user's own sockets learn their ``current_conversation_id``: to anyone else it
-        could reveal a conversation they are not in (REST readers get it where they are)."""
-        presence = presence or self._presence[user_id]
-        self._persist(user_id, presence)
-        payload = protocol.presence_object(user_id, **presence.as_fields())
-        own = protocol.event("presence_update", **payload)
-        others = protocol.event("presence_update", **{**payload, "current_conversation_id": None})
-        if self._socket_count > self._settings.presence_fanout_max_sockets:
-            audience = {user_id: self._connections.get(user_id, {})}
-        else:
-            audience = self._connections
-        for audience_user, conns in audience.items():
-            data = own if audience_user == user_id else others
-            for conn in conns.values():
-                if origin is None or conn.conn_id != origin.conn_id:
-                    conn.send(data)
+    def _announce(
+        self, user_id: str, presence: Presence | None = None, origin: Subscriber | None = None, request_id: Any = None, *, replace: bool = True
+    ) -> None:
+        """Persist a change and push it to the tenant (now, or with the interval's batch); the
+        asking socket gets its answer, with its ``request_id``, at once. ``replace=False``: the
+        stored row is made if the user has none, else left as it is (``actors.presence_saves``)."""
+        fields = (presence or self._presence[user_id]).as_fields()
+        self._saves.record(user_id, fields, replace=replace)
+        payload = protocol.presence_object(user_id, **fields)
         if origin is not None:
             origin.send(protocol.event("presence_update", request_id, **payload))
+        self._unpushed.add(payload, origin)
+        if self._push_timer is None:
+            self._flush_changes()
 
-    def _persist(self, user_id: str, presence: Presence) -> None:
-        self.write_in_background(self._storage.presence.save(self.tenant_id, user_id, presence.as_fields()), "presence")
+    def _flush_changes(self) -> None:
+        """Push and save what the interval collected and start the next one; with nothing to
+        push, the tenant is quiet and its next change goes out at once."""
+        self._push_timer = None
+        self._saves.save()
+        if not self._unpushed:
+            self._maybe_idle()
+            return
+        changes = self._unpushed.take()
+        if self._socket_count > self._settings.presence_fanout_max_sockets:
+            for user_id, change in changes.items():
+                push({user_id: change}, {user_id: self._connections.get(user_id, {})})
+        else:
+            push(changes, self._connections)
+        if self._settings.presence_batch_secs:
+            self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_changes)
+
+    def _after_write(self) -> None:
+        if self._push_timer is None:  # quiet: no interval's end will save what came meanwhile
+            self._saves.save()
+        self._maybe_idle()
 
     # --- lifetime --------------------------------------------------------------------------
 
     def _is_busy(self) -> bool:
-        return bool(self._connections or self._grace)
+        return bool(self._connections or self._grace) or self._push_timer is not None or self._saves.saving
 
     def _retire(self) -> None:
         self._directory.forget_tenant(self.tenant_id, self.actor_ref)

@@ -211,6 +211,16 @@ def background_load(secs: float = 1.0) -> float:
     return max(0.0, machine_busy(a, psutil.cpu_times()))
 
 
+def wait_quiet(limit: float) -> tuple[float, float]:
+    """Wait up to ``limit`` seconds for other processes to leave the CPU (< 15% busy);
+    returns how busy the machine was last and how long it waited."""
+    t_q = time.monotonic()
+    busy = background_load(0.5)
+    while busy >= 15 and time.monotonic() - t_q < limit:
+        busy = background_load(0.5)
+    return busy, time.monotonic() - t_q
+
+
 def main(argv=None):
     a = parse_args(argv)
     t_start = time.monotonic()
@@ -251,11 +261,7 @@ def main(argv=None):
                 log(f"## {scen} / {s.label}: skipped, time budget spent ({elapsed:.0f}s)")
                 results[scen][s.key] = {"_skipped": "time budget"}
                 continue
-            t_q = time.monotonic()
-            bg_now = background_load(0.5)
-            while bg_now >= 15 and time.monotonic() - t_q < a.quiet_wait:
-                bg_now = background_load(0.5)
-            waited = time.monotonic() - t_q
+            bg_now, waited = wait_quiet(a.quiet_wait)
             log(f"## {scen} / {s.label}  (t={elapsed:.0f}s; machine {bg_now:.0f}% busy before it"
                 + (f", after waiting {waited:.0f}s for other processes" if waited > 1 else "") + ")")
             pool = None

@@ -90,9 +90,10 @@ def _merge_counts(dicts):
     return out
 
 
-def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin: dict | None = None,
+def connect(ctx: Ctx, specs: list[tuple], concurrency: int = 64, pin: dict | None = None,
             max_secs: float | None = None) -> dict:
-    """Open one socket per (user, [conversation ids]) spec, spread over the workers.
+    """Open one socket per (user, [conversation ids]) spec, spread over the workers; a spec's
+    optional third item, {conversation id: since_seq}, makes its joins resume from there.
 
     ``pin`` maps a spec index to a worker id (e.g. keep the sender on worker 0).
     Returns timing figures.
@@ -102,13 +103,13 @@ def connect(ctx: Ctx, specs: list[tuple[str, list]], concurrency: int = 64, pin:
         ctx.per_worker = [0] * n_w
     batches = {w: [] for w in range(n_w)}
     rr = 0
-    for i, (user, convs) in enumerate(specs):
+    for i, (user, convs, *since) in enumerate(specs):
         if pin and i in pin:
             w = pin[i]
         else:
             w = rr % n_w
             rr += 1
-        batches[w].append({"path": ws_path(user), "user": user, "convs": convs})
+        batches[w].append({"path": ws_path(user), "user": user, "convs": convs, "since": since[0] if since else None})
         ctx.where.append((w, ctx.per_worker[w]))
         ctx.per_worker[w] += 1
     s0 = ctx.server.cpu_seconds()
@@ -201,7 +202,7 @@ def bottleneck(server_cpu: float, client_cpu: list, cores: int, extra: str = "",
     return b + (f" {extra}" if extra else "")
 
 
-def _cpu_str(p: PhaseResult | dict) -> str:
+def cpu_str(p: PhaseResult | dict) -> str:
     if isinstance(p, dict):
         s, c = p["server_cpu"], p["client_cpu"]
     else:
@@ -250,7 +251,7 @@ def _senders(ctx: Ctx, pairs: list[tuple[int, object]]) -> dict:
     return out
 
 
-def _close(ctx: Ctx):
+def close_sockets(ctx: Ctx):
     try:
         ctx.pool.call_all({"cmd": "close_all"}, timeout=60)
     except Exception:  # noqa: BLE001
@@ -274,7 +275,7 @@ def fanout(ctx: Ctx) -> dict:
     settle(ctx)
     sat_rate = probe.own / probe.elapsed if probe.elapsed else 0
     sat_deliv = probe.recv / probe.elapsed if probe.elapsed else 0
-    ctx.log(f"    probe: {sat_rate:.1f} msg/s saturated, {sat_deliv:.0f} deliveries/s, cpu srv/cli {_cpu_str(probe)}")
+    ctx.log(f"    probe: {sat_rate:.1f} msg/s saturated, {sat_deliv:.0f} deliveries/s, cpu srv/cli {cpu_str(probe)}")
     # Ladder of open-loop rates relative to the probe: up from 0.3x until a step
     # fails; if 0.3x already fails, down until one passes (or the floor).
     up = [0.3, 0.45, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25]
@@ -292,7 +293,7 @@ def fanout(ctx: Ctx) -> dict:
         ok = (p99 is not None and p99 < 100 and p.sent >= int(rate * step * 0.95) - 1
               and missing <= 0.001 * expected and not p.closed)
         ctx.log(f"    step {rate:7.1f} msg/s: sent {p.sent / p.elapsed:7.1f}/s, {p.recv / p.elapsed:8.0f} deliv/s, "
-                f"missing {missing}, p50 {_r(p.pct(50))} p99 {_r(p99)} ms, cpu srv/cli {_cpu_str(p)} "
+                f"missing {missing}, p50 {_r(p.pct(50))} p99 {_r(p99)} ms, cpu srv/cli {cpu_str(p)} "
                 f"{'ok' if ok else 'FAIL'}")
         return ok, p, p99, rate
 
@@ -326,12 +327,12 @@ def fanout(ctx: Ctx) -> dict:
         out["fan_p99"] = None
     out["fan_sat"] = sat_deliv
     lim = first_fail or probe
-    out["fan_cpu"] = _cpu_str(lim)
+    out["fan_cpu"] = cpu_str(lim)
     out["fan_bottleneck"] = bottleneck(lim.server_cpu, lim.client_cpu, o.cores, busy=lim.machine_busy)
     errs = _merge_counts([probe.errors] + ([first_fail.errors] if first_fail else []))
     if errs:
         out["fan_errors"] = errs
-    _close(ctx)
+    close_sockets(ctx)
     return out
 
 
@@ -356,7 +357,7 @@ def small_chats(ctx: Ctx) -> dict:
     sat_msgs = sat.own / sat.elapsed if sat.elapsed else 0
     ctx.log(f"    sustained (closed loop, 1 in flight per socket): {sat_msgs:.0f} msg/s, "
             f"{sat.recv / sat.elapsed:.0f} deliv/s, p50 {sat.pct(50):.1f} p99 {sat.pct(99):.1f} ms, "
-            f"cpu srv/cli {_cpu_str(sat)}")
+            f"cpu srv/cli {cpu_str(sat)}")
     settle(ctx)
     half_rate_total = sat_msgs / 2
     per_sender = half_rate_total / len(specs)
@@ -364,13 +365,13 @@ def small_chats(ctx: Ctx) -> dict:
     expected = half.sent * 2
     missing = max(0, expected - half.recv)
     ctx.log(f"    half rate {half_rate_total:.0f} msg/s: sent {half.sent / half.elapsed:.0f}/s, missing {missing}, "
-            f"p50 {half.pct(50)} p99 {half.pct(99, missing)} ms, cpu srv/cli {_cpu_str(half)}")
+            f"p50 {half.pct(50)} p99 {half.pct(99, missing)} ms, cpu srv/cli {cpu_str(half)}")
     out = {
         "sc_msgs": sat_msgs, "sc_deliv": sat.recv / sat.elapsed if sat.elapsed else 0,
         "sc_sat_p50": sat.pct(50), "sc_sat_p99": sat.pct(99),
         "sc_half_rate": half.sent / half.elapsed if half.elapsed else 0,
         "sc_p50": half.pct(50), "sc_p99": half.pct(99, missing),
-        "sc_cpu": _cpu_str(sat), "sc_bottleneck": bottleneck(sat.server_cpu, sat.client_cpu, o.cores, busy=sat.machine_busy),
+        "sc_cpu": cpu_str(sat), "sc_bottleneck": bottleneck(sat.server_cpu, sat.client_cpu, o.cores, busy=sat.machine_busy),
         "sc_prep_secs": t_prep,
     }
     errs = _merge_counts([sat.errors, half.errors])
@@ -378,7 +379,7 @@ def small_chats(ctx: Ctx) -> dict:
         out["sc_errors"] = errs
     if getattr(ctx.server, "has_history", False):
         out["sc_stored"] = verify_stored(ctx, convs, groups)
-    _close(ctx)
+    close_sockets(ctx)
     return out
 
 
@@ -457,13 +458,13 @@ def idle(ctx: Ctx) -> dict:
         "idle_convs": len(convs), "idle_prep_secs": t_prep,
         "idle_cpu": idle_cpu, "idle_settle_secs": settle_secs,
         "idle_failed": con["failed"] + con["join_failed"], "idle_closed": alive.closed,
-        "idle_conn_cpu": _cpu_str(con),
+        "idle_conn_cpu": cpu_str(con),
         "idle_bottleneck": bottleneck(con["server_cpu"], con["client_cpu"], o.cores, "(during set-up)",
                                       busy=con["machine_busy"]),
     }
     if con["samples"]:
         out["idle_fail_samples"] = con["samples"][:2]
-    _close(ctx)
+    close_sockets(ctx)
     return out
 
 
@@ -506,13 +507,13 @@ def history(ctx: Ctx) -> dict:
         acked = sum(r["own"] for r in res.values())
         seed = {"server_cpu": (s1 - s0) / el * 100, "client_cpu": [(b - a) / el * 100 for a, b in zip(c0, c1)]}
         ctx.log(f"    seeded {acked} messages over WS in {el:.1f}s ({acked / el:.0f} msg/s), "
-                f"cpu srv/cli {_cpu_str(seed)}")
+                f"cpu srv/cli {cpu_str(seed)}")
         out["hist_seeded"] = acked if acked >= target else f"{acked:,} of {target:,} (time limit {o.seed_timeout:.0f}s)"
         out["hist_seed_how"] = f"over WS, 16 in flight per socket: {acked / el:,.0f} msgs/s"
-        _close(ctx)
+        close_sockets(ctx)
         sizes = [acked]
     else:
-        _close(ctx)
+        close_sockets(ctx)
         status, body = srv.rest_get(base + "?limit=100", users[0])
         last = 0
         if status == 200:
@@ -572,7 +573,7 @@ def _page(ctx: Ctx, base: str, hdr: dict, top: int, secs: float, pagers: int) ->
     db_cpu = (d1 - d0) / el * 100 if d0 is not None and d1 is not None else None
     ctx.log(f"    paging {top:,} messages, {pagers} pager(s): {pages} pages ({items} messages) in {el:.1f}s, "
             f"{errors} errors ({timeouts} timeouts), p50 {_r(pc[50])} p99 {_r(pc[99])} ms, cpu srv/cli "
-            f"{_cpu_str(cpu)}" + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""))
+            f"{cpu_str(cpu)}" + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""))
     if db_cpu is not None and db_cpu >= 70:
         bn = f"the database ({srv.db_label}, {db_cpu:.0f}% CPU: it scans the collection for each query)"
     elif srv.db_label == "embedded mongomock" and cpu["server_cpu"] >= 80:
@@ -586,7 +587,7 @@ def _page(ctx: Ctx, base: str, hdr: dict, top: int, secs: float, pagers: int) ->
         "hist_p50": pc[50], "hist_p99": pc[99], "hist_errors": errors, "hist_timeouts": timeouts,
         "hist_pages": pages if not timeouts else f"{pages} ({timeouts} requests timed out after "
                                                  f"{o.history_request_timeout:.0f}s)",
-        "hist_cpu": _cpu_str(cpu) + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""),
+        "hist_cpu": cpu_str(cpu) + (f", database {db_cpu:.0f}%" if db_cpu is not None else ""),
         "hist_bottleneck": bn,
     }
     samples = [x for r in res.values() for x in r["samples"]]

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import psutil
 
@@ -346,6 +347,11 @@ class Ours(Server):
             u = urlparse(str(nxt))
             path = (u.path or path.split("?")[0]) + ("?" + u.query if u.query else "")
         return n
+
+    def health(self) -> dict:
+        """``/healthz``: live sockets, actors, conversations and tenants."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=30) as response:
+            return json.loads(response.read())
 
     def rest_get(self, path: str, user: str):
         async def go():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import platform
 import signal
@@ -27,7 +26,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import urllib.request
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -112,10 +110,6 @@ class SoakServer(Ours):
             os.makedirs(self.snapshot_dir, exist_ok=True)
             env.update(PYTHONTRACEMALLOC=str(self.opts.tracemalloc), TRACEMALLOC_SNAPSHOT_DIR=self.snapshot_dir)
         return argv, env
-
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=30) as response:
-            return json.loads(response.read())
 
     def snapshot(self, timeout: float = 300.0) -> str:
         """Ask for a tracemalloc snapshot (SIGUSR1) and wait until it is written."""

@@ -45,6 +45,9 @@ class Settings:
     typing_ttl_secs: float = 8.0
     presence_grace_secs: float = 5.0
     presence_fanout_max_sockets: int = 2000
+    # Presence changes that follow one another are pushed together, one frame per socket per
+    # this interval (the first after a quiet interval at once); 0: each change at once.
+    presence_batch_secs: float = 0.25
     actor_idle_secs: float = 30.0
     activity_write_secs: float = 2.0
     replay_limit: int = 1000

@@ -565,6 +565,8 @@ class World:
         judged = judge(data)
         self.counts[judged.verdict] += 1
         answers = [e for e in events if not _ambient(e, user.user_id)]
+        if judged.kind == "update_presence" and judged.echo is None and judged.verdict != INVALID and not answers:
+            answers = _presence_answer(events, user.user_id, data)
         context = f"frame {data[:300]!r} from {user.user_id}: verdict {judged.verdict}, answers {answers}"
         errors = [e for e in answers if e.get("type") == "error"]
         if self.throttled and len(answers) == 1 and errors and errors[0].get("code") == "rate_limited":
@@ -694,13 +696,21 @@ class World:
 
 
 def _ambient(event: dict, user_id: str) -> bool:
-    """Events that others' activity or timers can cause at any moment."""
+    """Events that others' activity or timers can cause at any moment. Presence reaches a socket
+    when a PRESENCE_BATCH_SECS interval ends, so a change made on another of the user's sockets,
+    or their own coming online, can land anywhere too."""
     kind = event.get("type")
     if "request_id" in event:
         return False
-    return (kind == "typing_indicator" and event.get("user_id") != user_id) or (
-        kind == "presence_update" and event.get("user_id") != user_id
-    )
+    return (kind == "typing_indicator" and event.get("user_id") != user_id) or kind in ("presence_update", "presence_batch")
+
+
+def _presence_answer(events: list[dict], user_id: str, frame: bytes) -> list[dict]:
+    """The answer to an ``update_presence`` sent without a request_id: like a pushed change, it
+    carries none, so it is the first presence_update of the user with the status asked for."""
+    status = orjson.loads(frame).get("status")
+    mine = [e for e in events if e.get("type") == "presence_update" and "request_id" not in e and e.get("user_id") == user_id]
+    return [e for e in mine if e.get("status") == status][:1]
 
 
 # --- fixtures and tests -------------------------------------------------------------------

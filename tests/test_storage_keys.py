@@ -21,9 +21,9 @@ async def opened(uri: str | None):
 async def test_ids_joined_alike_by_a_separator_stay_apart(database_uri):
     storage = await opened(database_uri)
     try:
-        await storage.presence.save("a\x1fb", "c", {"status": "busy"})
-        await storage.presence.save("a", "b\x1fc", {"status": "away"})
-        await storage.presence.save("a\x1fb", "c", {"status": "online"})
+        await storage.presence.save_many("a\x1fb", {"c": {"status": "busy"}})
+        await storage.presence.save_many("a", {"b\x1fc": {"status": "away"}})
+        await storage.presence.save_many("a\x1fb", {"c": {"status": "online"}})
         assert (await storage.presence.get("a\x1fb", "c"))["status"] == "online"
         assert (await storage.presence.get("a", "b\x1fc"))["status"] == "away"
 
@@ -32,6 +32,28 @@ async def test_ids_joined_alike_by_a_separator_stay_apart(database_uri):
         assert [p["role"] for p in await storage.participants.list("t", "x")] == ["admin"]
         existing, added = await storage.participants.add("t", "x\x1fy", "z", "owner")
         assert not added and existing["role"] == "member", "a duplicate _id is refused like a unique index"
+    finally:
+        storage.close()
+
+
+async def test_presence_rows_are_made_once_per_user_and_replaced_whole(database_uri):
+    """Coming online makes a row only where there is none (an _id check, no scan); a chosen
+    status or going offline replaces the row, several users in one write."""
+    storage = await opened(database_uri)
+    try:
+        await storage.presence.save_many("t", {"ann": {"status": "busy", "current_conversation_id": "c1"}})
+        online = {"status": "online", "current_conversation_id": None}
+        await storage.presence.save_many("t", {"ann": online, "ben": online}, replace=False)
+        assert [(row["user_id"], row["status"]) for row in await storage.presence.list("t")] == [("ann", "busy"), ("ben", "online")]
+        await storage.presence.save_many("t", {"ann": {"status": "offline"}, "ben": {"status": "away"}})
+        rows = await storage.presence.list("t")
+        assert [(row["user_id"], row["status"]) for row in rows] == [("ann", "offline"), ("ben", "away")]
+        assert "current_conversation_id" not in rows[0], "the whole row is replaced"
+
+        many = {f"u{n:03d}": {"status": "online"} for n in range(150)}  # FerretDB 1.24 hangs on one update of ~100 upserts
+        await storage.presence.save_many("t2", many, replace=False)
+        await storage.presence.save_many("t2", {user_id: {"status": "offline"} for user_id in many})
+        assert {row["status"] for row in await storage.presence.list("t2")} == {"offline"}
     finally:
         storage.close()
 

@@ -185,14 +185,14 @@ class Worker:
         host, port = c["host"], c["port"]
         conc = c.get("concurrency", 100)
         timeout = c.get("timeout", 60.0)
-        specs = c["socks"]  # list of {"path", "user", "convs"}
+        specs = c["socks"]  # list of {"path", "user", "convs", "since"?: {conversation id: since_seq}}
         base = len(self.socks)
         new = []
         for i, s in enumerate(specs):
             sock = Sock(base + i, f"w{self.wid}s{base + i}", s["user"], s["convs"])
             self.socks.append(sock)
             self.by_key[sock.key] = sock
-            new.append((sock, s["path"]))
+            new.append((sock, s["path"], s.get("since") or {}))
         sem = asyncio.Semaphore(conc)
         loop = asyncio.get_running_loop()
         failures = []
@@ -205,8 +205,9 @@ class Worker:
         join_fail = []
         do_join = c.get("join", True)
 
-        async def one(sock, path):
-            """Connect, wait for connection_established, then join each conversation."""
+        async def one(sock, path, since):
+            """Connect, wait for connection_established, then join each conversation (resuming
+            from ``since[conversation id]`` where given)."""
             async with sem:
                 if time.time() > deadline:
                     skipped[0] += 1
@@ -227,8 +228,10 @@ class Worker:
                     t1 = time.perf_counter_ns()
                     w = loop.create_future()
                     sock.join_waiters[str(cid)] = w
-                    sock.proto.send(_dumps({"type": "join_conversation", "conversation_id": cid,
-                                            "request_id": f"j:{cid}"}))
+                    join = {"type": "join_conversation", "conversation_id": cid, "request_id": f"j:{cid}"}
+                    if str(cid) in since:
+                        join["since_seq"] = since[str(cid)]
+                    sock.proto.send(_dumps(join))
                     try:
                         await asyncio.wait_for(w, timeout)
                         join_lat.append(time.perf_counter_ns() - t1)
@@ -236,7 +239,7 @@ class Worker:
                         join_fail.append(f"join {sock.user} {cid}: {type(e).__name__}: {e}"[:300])
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(one(s, p) for s, p in new))
+        await asyncio.gather(*(one(s, p, since) for s, p, since in new))
         t_connect = time.perf_counter() - t0
         t_join = t_connect
         return {
@@ -429,6 +432,11 @@ class Worker:
         self.socks.clear()
         self.by_key.clear()
         return {"closed": n}
+
+    async def cmd_counters(self, c):
+        """What this worker's sockets received and how they closed, counted since it started."""
+        return {"other_types": dict(self.other_types), "close_codes": {str(k): v for k, v in self.close_codes.items()},
+                "errors": dict(self.errors), "error_samples": list(self.error_samples)}
 
     async def cmd_ping(self, c):
         return {"pid": os.getpid()}

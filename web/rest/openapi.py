@@ -336,7 +336,7 @@ def build_spec(settings: Settings) -> dict:
         f"{api}/presence/me/": {
             "get": {"summary": "The caller's presence", "responses": {**ok(200, "Presence", ref("Presence")), **errors(401, 429)}},
             "put": {
-                "summary": "Set the caller's status; broadcast to the tenant as presence_update",
+                "summary": "Set the caller's status; pushed to the tenant's sockets (presence_update or presence_batch)",
                 **body("update_presence"),
                 "responses": {**ok(200, "The new presence", ref("Presence")), **errors(400, 401, 413, 415, 429)},
             },

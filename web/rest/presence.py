@@ -11,7 +11,6 @@ from actors import protocol
 from actors.errors import InvalidMessage
 from actors.principal import ID_MAX_CHARS, SAFE_ID_CHARS, is_safe_id
 from actors.tenant import TenantActor
-from storage.clock import parse_isoformat
 from storage.presence import PRESENCE_STATUSES
 from web.rest.base import ApiHandler
 
@@ -70,6 +69,7 @@ class PresenceHandler(_PresenceReader):
             return
         limit = self.int_argument("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
         offset = self.int_argument("offset", 0)
+        await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.written)
         docs = await self.ctx.storage.presence.list(self.tenant_id, limit=limit + 1, skip=offset)
         user_ids = [doc["user_id"] for doc in docs[:limit]]
         self.respond_page(
@@ -86,16 +86,5 @@ class MyPresenceHandler(_PresenceReader):
     async def put(self) -> None:
         """Set the caller's status; ``presence_update`` goes to the tenant's connected users."""
         body = self.load_body("update_presence")
-        presence = await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.set_status, self.principal, body["status"])
-        # The actor persists in the background; store it here too so that a GET right after
-        # this answer reads what was just set (the same values, so the order does not matter).
-        await self.ctx.storage.presence.save(
-            self.tenant_id,
-            self.principal.user_id,
-            {
-                "status": presence["status"],
-                "current_conversation_id": presence["current_conversation_id"],
-                "last_seen": parse_isoformat(presence["last_seen"]),
-            },
-        )
-        self.respond(presence)
+        # The actor answers reads of a change until it has written it: a GET right after this reads it.
+        self.respond(await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.set_status, self.principal, body["status"]))
