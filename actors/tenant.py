@@ -26,7 +26,7 @@ from actors.idle import RetiresWhenIdle
 from actors.presence_push import PendingChanges, push
 from actors.presence_saves import PresenceSaves
 from actors.principal import Principal
-from actors.runtime import LoopActor, LoopFuture
+from actors.runtime import LoopActor, LoopFuture, weakly
 from actors.subscriber import Subscriber
 from config import Settings
 from storage import Storage
@@ -60,7 +60,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         self._tokens = itertools.count()
         self._unpushed = PendingChanges()
         self._push_timer = None  # set while an interval runs: changes wait for its end
-        self._saves = PresenceSaves(storage, tenant_id, self.run_io, self._after_write)
+        self._saves = PresenceSaves(storage, tenant_id, weakly(self.run_io), weakly(self._after_write))  # no cycle: see weakly
 
     def on_start(self) -> None:
         self._maybe_idle()

@@ -61,10 +61,15 @@ class PresenceAnnouncer:
         message = {"n": self._cluster.node_id, "user": user_id, "presence": payload, "wide": wide, "skip": skip_conn}
         self._cluster.bus.publish(tenant_channel(tenant_id), codec.dumps(message))
         self._directory.save_in_background(
-            self._storage.presence.save(
+            self._storage.presence.save_many(
                 tenant_id,
-                user_id,
-                {"status": payload["status"], "current_conversation_id": payload["current_conversation_id"], "last_seen": parse_isoformat(payload["last_seen"])},
+                {
+                    user_id: {
+                        "status": payload["status"],
+                        "current_conversation_id": payload["current_conversation_id"],
+                        "last_seen": parse_isoformat(payload["last_seen"]),
+                    }
+                },
             ),
             "presence",
         )
