@@ -31,9 +31,12 @@ def _stored_object(doc: dict) -> dict:
 
 class _PresenceReader(ApiHandler):
     async def presence_of(self, user_ids: list[str]) -> list[dict]:
-        """Presence for exactly ``user_ids``, in that order."""
-        stored = {doc["user_id"]: doc for doc in await self.ctx.storage.presence.list(self.tenant_id, user_ids)}
+        """Presence for exactly ``user_ids``, in that order.
+
+        The tenant actor is asked first: it answers for changes it has not written yet, so a
+        change it no longer answers for is already in the database when that is read."""
         live = await self.ctx.directory.call_tenant(self.tenant_id, TenantActor.live_presence, user_ids)
+        stored = {doc["user_id"]: doc for doc in await self.ctx.storage.presence.list(self.tenant_id, user_ids)}
         presences = [
             live.get(user_id)
             or (_stored_object(stored[user_id]) if user_id in stored else protocol.presence_object(user_id, "offline", None, None))
