@@ -13,7 +13,6 @@ broadcast strictly in ``seq`` order once stored.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import weakref
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from actors import protocol
 from actors.answers import AnswersAfterIO
 from actors.conversation_doc import ConversationDocument
+from actors.conversation_state import ConversationState
 from actors.delivery import PendingWrite
 from actors.errors import Conflict, InvalidMessage, NotFound, StorageUnavailable
 from actors.fanout import EPHEMERAL, STREAM, Entry
@@ -40,25 +40,6 @@ from config import Settings
 from storage import Storage
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclasses.dataclass
-class ConversationState:
-    """What an actor is (re)built from: the stored conversation, its members and last seq."""
-
-    conversation: dict
-    members: dict[str, str]
-    last_seq: int
-
-
-async def load_state(storage: Storage, tenant_id: str, conversation_id: str) -> ConversationState | None:
-    conversation = await storage.conversations.get(tenant_id, conversation_id)
-    if conversation is None:
-        return None
-    participants = await storage.participants.list(tenant_id, conversation_id)
-    last_seq = await storage.messages.last_seq(tenant_id, conversation_id)
-    return ConversationState(conversation, {p["user_id"]: p["role"] for p in participants}, last_seq)
 
 
 class ConversationActor(ManagesMembership, FollowsOtherNodes, AnswersAfterIO, RetiresWhenIdle, LoopActor):

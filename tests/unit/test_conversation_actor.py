@@ -11,7 +11,8 @@ import weakref
 import orjson
 import pytest
 
-from actors.conversation import ConversationActor, load_state
+from actors.conversation import ConversationActor
+from actors.conversation_state import load_states
 from actors.errors import NotFound
 from actors.principal import Principal
 from config import Settings
@@ -67,7 +68,7 @@ async def start_conversation(settings: Settings = SETTINGS):
     roles = {"alice": "owner", "bob": "member", "carol": "member"}
     await storage.participants.add_new_conversation(TENANT, conversation["_id"], roles)
     directory = StubDirectory()
-    state = await load_state(storage, TENANT, conversation["_id"])
+    state = (await load_states(storage, TENANT, [conversation["_id"]]))[conversation["_id"]]
     return ConversationActor.start(directory, storage, settings, state).proxy(), storage, directory
 
 
