@@ -35,12 +35,12 @@ async def load_states(storage: Storage, tenant_id: str, conversation_ids: list[s
     found = [conversation_id for conversation_id in conversation_ids if conversation_id in conversations]
     if not found:
         return {}
-    participants = await storage.participants.of_conversations(tenant_id, found)
+    members = await storage.participants.roles_of(tenant_id, found)
     last_seqs = await asyncio.gather(*(storage.messages.last_seq(tenant_id, conversation_id) for conversation_id in found))
     return {
         conversation_id: ConversationState(
             conversations[conversation_id],
-            {row["user_id"]: row["role"] for row in participants.get(conversation_id, ())},
+            members[conversation_id],
             last_seq,
         )
         for conversation_id, last_seq in zip(found, last_seqs)

@@ -91,7 +91,7 @@ def open_storage(uri: str | None, db_name: str, timeout_ms: int) -> Storage:
     return Storage(
         client=client,
         conversations=ConversationRepository(db),
-        participants=ParticipantRepository(db),
+        participants=ParticipantRepository(db, embedded=not uri),
         messages=MessageRepository(db, embedded=not uri),
         reactions=ReactionRepository(db),
         presence=PresenceRepository(db, embedded=not uri),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from storage.clock import utcnow
 from storage.errors import DuplicateKeyError
 from storage.keys import derived_id
+from storage.member_index import MemberIndex
 from storage.repository import Repository, index
 
 ROLES = ("owner", "admin", "member")
@@ -19,6 +20,10 @@ class ParticipantRepository(Repository):
         index("tenant_id", "user_id"),
     )
 
+    def __init__(self, db, *, embedded: bool = False) -> None:
+        super().__init__(db)
+        self._index = MemberIndex() if embedded else None
+
     async def add(self, tenant_id: str, conversation_id: str, user_id: str, role: str) -> tuple[dict, bool]:
         """Add a participant; an existing one is returned unchanged. ``(doc, added)``."""
         doc = self._build(tenant_id, conversation_id, user_id, role, utcnow())
@@ -29,6 +34,8 @@ class ParticipantRepository(Repository):
             if existing is None:
                 raise
             return existing, False
+        if self._index is not None:
+            self._index.added(tenant_id, conversation_id, {user_id: role})
         return doc, True
 
     async def add_new_conversation(self, tenant_id: str, conversation_id: str, roles: dict[str, str]) -> None:
@@ -37,6 +44,8 @@ class ParticipantRepository(Repository):
         await self.collection.insert_many(
             [self._build(tenant_id, conversation_id, user_id, role, now) for user_id, role in roles.items()]
         )
+        if self._index is not None:
+            self._index.added(tenant_id, conversation_id, roles)
 
     @staticmethod
     def _build(tenant_id: str, conversation_id: str, user_id: str, role: str, joined_at) -> dict:
@@ -67,13 +76,18 @@ class ParticipantRepository(Repository):
             skip=skip,
         )
 
-    async def of_conversations(self, tenant_id: str, conversation_ids: list[str]) -> dict[str, list[dict]]:
-        """Each conversation's participants in the order ``list`` gives, from one query."""
-        docs = await self._find(self.scoped(tenant_id, conversation_id={"$in": conversation_ids}))
-        docs.sort(key=lambda doc: (doc["joined_at"], doc["_id"]))
-        found: dict[str, list[dict]] = {}
+    async def roles_of(self, tenant_id: str, conversation_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Each conversation's members (user id -> role, in the order they joined), from one query."""
+        if self._index is not None:
+            return {conversation_id: self._index.roles(tenant_id, conversation_id) for conversation_id in conversation_ids}
+        cursor = self.collection.find(
+            self.scoped(tenant_id, conversation_id={"$in": conversation_ids}),
+            {"conversation_id": 1, "user_id": 1, "role": 1, "joined_at": 1},
+        )
+        docs = sorted(await cursor.to_list(None), key=lambda doc: (doc["joined_at"], doc["_id"]))
+        found: dict[str, dict[str, str]] = {conversation_id: {} for conversation_id in conversation_ids}
         for doc in docs:
-            found.setdefault(doc["conversation_id"], []).append(doc)
+            found[doc["conversation_id"]][doc["user_id"]] = doc["role"]
         return found
 
     async def conversation_ids_for(self, tenant_id: str, user_id: str) -> list[str]:
@@ -88,10 +102,14 @@ class ParticipantRepository(Repository):
         result = await self.collection.delete_one(
             self.scoped(tenant_id, conversation_id=conversation_id, user_id=user_id)
         )
+        if self._index is not None:
+            self._index.removed(tenant_id, conversation_id, user_id)
         return result.deleted_count == 1
 
     async def remove_all(self, tenant_id: str, conversation_id: str) -> None:
         await self.collection.delete_many(self.scoped(tenant_id, conversation_id=conversation_id))
+        if self._index is not None:
+            self._index.removed_all(tenant_id, conversation_id)
 
     async def mark_read(
         self, tenant_id: str, conversation_id: str, user_id: str, seq: int, message_id: str | None

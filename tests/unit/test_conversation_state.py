@@ -36,9 +36,9 @@ class CountingParticipants:
         self._repository = repository
         self.batches: list[list[str]] = []
 
-    async def of_conversations(self, tenant_id, conversation_ids):
+    async def roles_of(self, tenant_id, conversation_ids):
         self.batches.append(list(conversation_ids))
-        return await self._repository.of_conversations(tenant_id, conversation_ids)
+        return await self._repository.roles_of(tenant_id, conversation_ids)
 
 
 def fresh_storage():
@@ -96,11 +96,11 @@ async def test_a_failed_query_fails_every_load_that_shared_it_and_the_next_turn_
         def __init__(self) -> None:
             self.failed = False
 
-        async def of_conversations(self, tenant_id, conversation_ids):
+        async def roles_of(self, tenant_id, conversation_ids):
             if not self.failed:
                 self.failed = True
                 raise StorageError("database away")
-            return await storage.participants.of_conversations(tenant_id, conversation_ids)
+            return await storage.participants.roles_of(tenant_id, conversation_ids)
 
     loader = StateLoader(dataclasses.replace(storage, participants=FailingOnce()))
     asked = [loader.load(TENANT, conversation_id) for conversation_id, _ in made]
@@ -110,3 +110,33 @@ async def test_a_failed_query_fails_every_load_that_shared_it_and_the_next_turn_
 
     states = await asyncio.gather(*(loader.load(TENANT, conversation_id) for conversation_id, _ in made))
     assert [state.members for state in states] == [roles for _, roles in made]
+
+
+@on_loop
+async def test_the_embedded_member_index_answers_what_a_query_of_the_rows_answers():
+    """The embedded database's participants repository keeps its members in memory as it writes;
+    read through the same collection without it, the rows must say the same after every change."""
+    storage = fresh_storage()
+    indexed = storage.participants
+    scanning = type(indexed)(storage.conversations.collection.database)
+    first, second = unique("c"), unique("c")
+
+    async def agree(*conversation_ids: str) -> dict[str, dict[str, str]]:
+        answer = await indexed.roles_of(TENANT, list(conversation_ids))
+        assert answer == await scanning.roles_of(TENANT, list(conversation_ids))
+        return answer
+
+    await indexed.add_new_conversation(TENANT, first, {"a": "owner", "b": "member"})
+    await indexed.add(TENANT, first, "c", "admin")
+    assert (await indexed.add(TENANT, first, "b", "admin"))[1] is False, "already there: unchanged"
+    await indexed.add(TENANT, second, "a", "member")
+    await indexed.add("t2", first, "z", "owner")  # the same id in another tenant stays apart
+    assert await agree(first, second) == {first: {"a": "owner", "b": "member", "c": "admin"}, second: {"a": "member"}}
+    assert list((await agree(first))[first]) == ["a", "b", "c"], "in the order they joined"
+
+    assert await indexed.remove(TENANT, first, "b") is True
+    assert await indexed.remove(TENANT, first, "b") is False
+    await indexed.remove_all(TENANT, second)
+    missing = unique("none")
+    assert await agree(first, second, missing) == {first: {"a": "owner", "c": "admin"}, second: {}, missing: {}}
+    assert await indexed.roles_of("t2", [first]) == {first: {"z": "owner"}}
