@@ -242,6 +242,10 @@ class PresenceLedger:
         raws = await self._link.call("HMGET", f"chat:p:users:{tenant_id}", *user_ids)
         return {user_id: json.loads(raw) for user_id, raw in zip(user_ids, raws) if raw is not None}
 
+    async def nodes_of(self, tenant_id: str, user_id: str) -> set[str]:
+        """The nodes that hold sockets of the user."""
+        return {node.decode() for node in await self._link.call("HVALS", f"chat:p:conns:{tenant_id}:{user_id}")}
+
     async def resync_node(self, sockets: list[tuple[str, str, str]]) -> None:
         """Make Redis hold exactly ``(tenant, user, socket)`` for this node, and start the grace
         periods of users whose socket here closed while it was away (``RESYNC_NODE``)."""
