@@ -170,9 +170,8 @@ class Directory:
         except LinkDown:
             return False
         asked = [node for node in nodes - besides if node in self.cluster.nodes.live]
-        args = (user_id,)
-        answers = await asyncio.gather(*(ask_live(self.cluster, node, tenant_id, conversation_id, ConversationActor.has_joined, args) for node in asked))
-        return any(answers)
+        questions = (ask_live(self.cluster, node, tenant_id, conversation_id, ConversationActor.has_joined, (user_id,)) for node in asked)
+        return any(await asyncio.gather(*questions))
 
     def deliver_answer(self, tenant_id: str, conversation_id: str, conn, seq: int | None, data: bytes) -> None:
         """A socket's own copy of an event another node stored for it: in order with the events
