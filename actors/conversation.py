@@ -1,8 +1,8 @@
 """One actor per active conversation: joined sockets, messages, reactions, typing, receipts.
 
 Its other parts live beside it: the ordered write queue (``write_queue``), typing timers
-(``typing``), membership and details (``membership``), the conversation document's writes
-(``conversation_doc``) and answering after I/O (``answers``).
+(``typing``; across nodes ``typing_nodes``), membership and details (``membership``), the
+conversation document's writes (``conversation_doc``) and answering after I/O (``answers``).
 
 All methods run on the loop thread, one message at a time (``actors.runtime``). Methods
 that need the database start the I/O with ``run_io`` and answer through a ``LoopFuture``;
@@ -35,6 +35,7 @@ from actors.stats import STATS
 from actors.stream_events import StreamEvents, stream_position
 from actors.subscriber import Subscriber
 from actors.typing import TypingState
+from actors.typing_nodes import StopsTypingAcrossNodes
 from actors.write_queue import OrderedWriteQueue
 from config import Settings
 from storage import Storage
@@ -42,7 +43,7 @@ from storage import Storage
 logger = logging.getLogger(__name__)
 
 
-class ConversationActor(ManagesMembership, FollowsOtherNodes, AnswersAfterIO, RetiresWhenIdle, LoopActor):
+class ConversationActor(ManagesMembership, FollowsOtherNodes, StopsTypingAcrossNodes, AnswersAfterIO, RetiresWhenIdle, LoopActor):
     def __init__(self, directory, storage: Storage, settings: Settings, state: ConversationState) -> None:
         super().__init__()
         self._directory = directory
@@ -171,9 +172,8 @@ class ConversationActor(ManagesMembership, FollowsOtherNodes, AnswersAfterIO, Re
         self._subscribers.pop(conn.conn_id, None)
         self._catching_up.pop(conn.conn_id, None)
         self._follow_while_joined()
-        user_id = conn.principal.user_id
-        if not any(c.principal.user_id == user_id for c in self._subscribers.values()):
-            self._typing.set(user_id, False)
+        if not self.has_joined(conn.principal.user_id):
+            self._last_joined_gone(conn.principal.user_id)
         self._maybe_idle()
 
     def _publish(

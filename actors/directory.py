@@ -22,11 +22,12 @@ from pykka import ActorDeadError
 from actors.conversation import ConversationActor
 from actors.conversation_state import StateLoader
 from actors.errors import NotFound, StorageUnavailable
-from actors.forwarding import FORWARDED, forward, serve_forwarded
+from actors.forwarding import FORWARDED, ask_live, forward, serve_forwarded, tell_live
 from actors.runtime import loop
 from actors.tenant import TenantActor
 from actors.tenant_cluster import ClusterTenantActor, PresenceAnnouncer
 from cluster import Cluster, conversation_key
+from cluster.link import LinkDown
 from cluster.nodes import rendezvous
 from config import Settings
 from storage import Storage
@@ -133,19 +134,47 @@ class Directory:
             except ActorDeadError:
                 pass
 
-    def socket_closed(self, tenant_id: str, conversation_id: str, conn, typed: bool) -> None:
-        """A socket joined to (or typing in) the conversation closed. The owner keeps the typing
-        state: when it is another node, it is told that this user stopped typing there."""
-        self.tell(tenant_id, conversation_id, ConversationActor.drop, conn)
-        if typed and self.cluster is not None and self.cluster.owner_elsewhere(tenant_id, conversation_id):
+    async def call_if_live(
+        self, tenant_id: str, conversation_id: str, method: Callable[Concatenate[ConversationActor, P], R], *args: P.args
+    ) -> Any:
+        """``method``'s answer from the live conversation actor; None when there is none."""
+        proxy = self._conversations.get((tenant_id, conversation_id))
+        if proxy is None:
+            return None
+        try:
+            return await getattr(proxy, method.__name__)(*args)
+        except ActorDeadError:
+            return None
 
-            async def stop_typing() -> None:
-                try:
-                    await self.call(tenant_id, conversation_id, ConversationActor.typing, conn.principal, False)
-                except Exception as error:
-                    logger.info("typing in %s not cleared after a close: %s", conversation_id, error)
+    def socket_closed(self, tenant_id: str, conversation_id: str, conn) -> None:
+        """A socket joined to (or typing in) the conversation closed: the actor here forgets it.
+        With no actor live here, no socket of the user is joined here: the owner is told, as the
+        actor would have told it (``actors.typing_nodes``)."""
+        proxy = self._conversations.get((tenant_id, conversation_id))
+        if proxy is not None:
+            try:
+                proxy.drop.defer(conn)
+                return
+            except ActorDeadError:
+                pass
+        owner = self.cluster.owner_elsewhere(tenant_id, conversation_id) if self.cluster is not None else None
+        if owner is not None:
+            self.tell_unjoined(owner, tenant_id, conversation_id, conn.principal.user_id)
 
-            asyncio.ensure_future(stop_typing())
+    def tell_unjoined(self, owner: str, tenant_id: str, conversation_id: str, user_id: str) -> None:
+        """Tell the conversation's owner that this node has no socket of the user joined to it."""
+        tell_live(self.cluster, owner, tenant_id, conversation_id, ConversationActor.unjoined_on, (user_id, self.cluster.node_id))
+
+    async def joined_on_other_nodes(self, tenant_id: str, conversation_id: str, user_id: str, besides: set[str]) -> bool:
+        """Whether a live node, other than ``besides``, has a socket of the user joined to the
+        conversation; a node that does not answer in time counts as no."""
+        try:
+            nodes = await self.cluster.presence.nodes_of(tenant_id, user_id)
+        except LinkDown:
+            return False
+        asked = [node for node in nodes - besides if node in self.cluster.nodes.live]
+        questions = (ask_live(self.cluster, node, tenant_id, conversation_id, ConversationActor.has_joined, (user_id,)) for node in asked)
+        return any(await asyncio.gather(*questions))
 
     def deliver_answer(self, tenant_id: str, conversation_id: str, conn, seq: int | None, data: bytes) -> None:
         """A socket's own copy of an event another node stored for it: in order with the events

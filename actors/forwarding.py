@@ -1,4 +1,5 @@
-"""Writes to a conversation another node owns: sent to that node's actor and answered back.
+"""Calls to a conversation's actor on another node: writes, run by the owner, and questions a
+node's live actor answers (``LIVE_ONLY``).
 
 The asking node sends the method's name and its arguments: the principal as its fields, the
 asking socket as its id. On the owner the socket becomes a ``RemoteOrigin``: what the actor
@@ -41,6 +42,13 @@ FORWARDED = frozenset(
     )
 )
 
+# Served by the node's live actor, never one started for them (none live: the answer is None):
+# typing across nodes (``actors.typing_nodes``).
+LIVE_ONLY = frozenset(method.__name__ for method in (ConversationActor.unjoined_on, ConversationActor.has_joined))
+
+# How long a node waits for another to answer a ``LIVE_ONLY`` question: it is answered from memory.
+QUESTION_TIMEOUT_SECS = 2.0
+
 NO_ANSWER = "The conversation's node did not answer; not acknowledged: retry with the same client_msg_id"
 
 
@@ -75,7 +83,7 @@ def encode_call(tenant_id: str, conversation_id: str, method_name: str, args: tu
 def decode_call(body: dict) -> tuple[str, str, Any, list, RemoteOrigin | None]:
     """``(tenant_id, conversation_id, method, args, origin)`` of a forwarded call."""
     name = body["method"]
-    if name not in FORWARDED:
+    if name not in FORWARDED and name not in LIVE_ONLY:
         raise InvalidMessage(f"{name} is not forwarded")
     args, origin, principal = [], None, None
     for arg in body["args"]:
@@ -108,10 +116,26 @@ async def forward(directory, node_id: str, tenant_id: str, conversation_id: str,
     return result
 
 
+def tell_live(cluster, node_id: str, tenant_id: str, conversation_id: str, method, args: tuple) -> None:
+    """Have ``node_id``'s live actor run ``method``; nothing is answered."""
+    cluster.calls.tell(node_id, encode_call(tenant_id, conversation_id, method.__name__, args))
+
+
+async def ask_live(cluster, node_id: str, tenant_id: str, conversation_id: str, method, args: tuple) -> Any:
+    """``method``'s answer from ``node_id``'s live actor; None when it has none or did not answer in time."""
+    try:
+        result, _ = await cluster.calls.request(node_id, encode_call(tenant_id, conversation_id, method.__name__, args), QUESTION_TIMEOUT_SECS)
+    except (NoAnswer, RemoteError):
+        return None
+    return result
+
+
 async def serve_forwarded(directory, body: dict) -> tuple[Any, list]:
     """Run a call another node forwarded; answer ``(result, [(seq, data), ...])``, the data being
     what the actor sent the asking socket."""
     tenant_id, conversation_id, method, args, origin = decode_call(body)
+    if method.__name__ in LIVE_ONLY:
+        return await directory.call_if_live(tenant_id, conversation_id, method, *args), []
     result = await directory.call_here(tenant_id, conversation_id, method, *args)
     sent = origin.sent if origin is not None else []
     return result, [(orjson.loads(data).get("seq"), data.decode()) for data in sent]

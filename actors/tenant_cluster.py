@@ -10,7 +10,8 @@ Grace periods end in Redis too: a sweeper on each node announces the users it fi
 also those whose last socket was on a node that died.
 
 While Redis is away a node lets sockets in by its own count and announces nothing; when Redis
-answers again, the node makes Redis hold what it holds (``PresenceLedger.resync_node``).
+answers again, the node makes Redis hold what it holds (``PresenceLedger.resync_node``), with
+the statuses its users chose as stored (``chosen_statuses``): a restart loses Redis's copy.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cluster.presence import tenant_channel
 from config import Settings
 from storage import Storage
 from storage.clock import isoformat, parse_isoformat, utcnow
+from storage.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,24 @@ def presence_fields(user_id: str, state: dict) -> dict:
         "current_conversation_id": state.get("current_conversation_id"),
         "last_seen": state.get("last_seen"),
     }
+
+
+async def chosen_statuses(storage: Storage, sockets: list[tuple[str, str, str]]) -> dict[tuple[str, str], str]:
+    """The status each user of ``(tenant, user, socket)`` chose (away, busy), by ``(tenant,
+    user)``, as stored: every announced change is saved, and the rows outlive a Redis restart.
+    Users with none, or all of them when the database does not answer, are online."""
+    users: dict[str, set[str]] = {}
+    for tenant_id, user_id, _ in sockets:
+        users.setdefault(tenant_id, set()).add(user_id)
+    chosen = {}
+    try:
+        for tenant_id, user_ids in users.items():
+            for row in await storage.presence.list(tenant_id, sorted(user_ids), limit=len(user_ids)):
+                if row["status"] not in ("online", "offline"):
+                    chosen[(tenant_id, row["user_id"])] = row["status"]
+    except StorageError as error:
+        logger.warning("chosen statuses not read: %s", error)
+    return chosen
 
 
 class PresenceAnnouncer:

@@ -23,6 +23,9 @@ class TypingState:
     def __bool__(self) -> bool:
         return bool(self._timers)
 
+    def __contains__(self, user_id: str) -> bool:
+        return user_id in self._timers
+
     def set(self, user_id: str, is_typing: bool) -> None:
         previous = self._timers.pop(user_id, None)
         if previous is not None:

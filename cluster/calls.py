@@ -5,7 +5,7 @@ id; the answer names the same id. Nothing is retried here: a request that gets n
 time, or whose node leaves the live set meanwhile, fails with ``NoAnswer``, and the caller
 tells its client that the outcome is unknown (a retry with the same ``client_msg_id`` is
 safe). A request seen twice (the link sends a command again after a broken connection) is
-served once.
+served once. A ``tell`` is a request nobody waits for: it is served, and no answer is sent.
 """
 
 from __future__ import annotations
@@ -72,6 +72,10 @@ class Calls:
         finally:
             self._waiting.pop(request_id, None)
 
+    def tell(self, node_id: str, body: Any) -> None:
+        """Have ``node_id`` serve ``body`` without answering (lost if Redis or the node is away)."""
+        self._bus.publish(node_channel(node_id), codec.dumps({"t": "tell", "body": body}))
+
     def nodes_gone(self, nodes: set[str] | None = None) -> None:
         """Fail every request waiting on a node that left (None: on any node, when this node's
         own subscription broke and no answer can reach it)."""
@@ -89,6 +93,8 @@ class Calls:
             if len(self._served) > REMEMBERED_REQUESTS:
                 self._served.popitem(last=False)
             asyncio.ensure_future(self._answer(message))
+        elif kind == "tell":
+            asyncio.ensure_future(self._serve_told(message["body"]))
         elif kind == "reply":
             waiting = self._waiting.get(message["id"])
             if waiting is not None and not waiting[0].done():
@@ -105,6 +111,12 @@ class Calls:
         except Exception as error:
             reply["error"] = error_of(error)
         self._bus.publish(node_channel(message["from"]), codec.dumps(reply))
+
+    async def _serve_told(self, body: Any) -> None:
+        try:
+            await self._serve(body)
+        except Exception as error:
+            error_of(error)  # logged unless it is an error a client would have been told
 
 
 def error_of(error: BaseException) -> dict:

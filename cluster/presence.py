@@ -155,19 +155,20 @@ redis.call('HSET', users, ARGV[2], cjson.encode(state))
 return 1
 """
 
-# ARGV: node, grace in ms, now (ISO), how many triples, then (tenant, user, socket) triples:
-# exactly the sockets the node holds, then (tenant, user) pairs: users whose socket here closed
-# while Redis was away. After Redis was away (or lost its data in a restart): sockets the node
-# no longer holds are dropped, the others put back (a user whose state was lost is online
-# again), and every user left with no socket anywhere starts their grace period.
+# ARGV: node, grace in ms, now (ISO), how many quadruples, then (tenant, user, socket, status)
+# quadruples: exactly the sockets the node holds, each with its user's status should Redis have
+# lost it, then (tenant, user) pairs: users whose socket here closed while Redis was away. After
+# Redis was away (or lost its data in a restart): sockets the node no longer holds are dropped,
+# the others put back (a user whose state was lost gets the status given), and every user left
+# with no socket anywhere starts their grace period.
 RESYNC_NODE = (
     _NOW_MS
     + """
 local node = ARGV[1]
 local key = 'chat:p:node:' .. node
-local pairs_from = 5 + 3 * tonumber(ARGV[4])
+local pairs_from = 5 + 4 * tonumber(ARGV[4])
 local held = {}
-for i = 5, pairs_from - 1, 3 do held[ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2]] = true end
+for i = 5, pairs_from - 1, 4 do held[ARGV[i] .. ' ' .. ARGV[i + 1] .. ' ' .. ARGV[i + 2]] = true end
 for _, member in ipairs(redis.call('SMEMBERS', key)) do
   if not held[member] then
     local tenant, user, conn = string.match(member, '^(%S+) (%S+) (%S+)$')
@@ -180,13 +181,13 @@ for _, member in ipairs(redis.call('SMEMBERS', key)) do
     end
   end
 end
-for i = 5, pairs_from - 1, 3 do
+for i = 5, pairs_from - 1, 4 do
   local tenant, user, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   redis.call('HSET', 'chat:p:conns:' .. tenant .. ':' .. user, conn, node)
   redis.call('SADD', key, tenant .. ' ' .. user .. ' ' .. conn)
   redis.call('SADD', 'chat:p:sockets:' .. tenant, conn)
   redis.call('ZREM', 'chat:p:grace', tenant .. ' ' .. user)
-  redis.call('HSETNX', 'chat:p:users:' .. tenant, user, cjson.encode({status = 'online', last_seen = ARGV[3]}))
+  redis.call('HSETNX', 'chat:p:users:' .. tenant, user, cjson.encode({status = ARGV[i + 3], last_seen = ARGV[3]}))
 end
 for i = pairs_from, #ARGV, 2 do
   if redis.call('HLEN', 'chat:p:conns:' .. ARGV[i] .. ':' .. ARGV[i + 1]) == 0 then
@@ -242,11 +243,18 @@ class PresenceLedger:
         raws = await self._link.call("HMGET", f"chat:p:users:{tenant_id}", *user_ids)
         return {user_id: json.loads(raw) for user_id, raw in zip(user_ids, raws) if raw is not None}
 
-    async def resync_node(self, sockets: list[tuple[str, str, str]]) -> None:
+    async def nodes_of(self, tenant_id: str, user_id: str) -> set[str]:
+        """The nodes that hold sockets of the user."""
+        return {node.decode() for node in await self._link.call("HVALS", f"chat:p:conns:{tenant_id}:{user_id}")}
+
+    async def resync_node(self, sockets: list[tuple[str, str, str]], chosen: dict[tuple[str, str], str]) -> None:
         """Make Redis hold exactly ``(tenant, user, socket)`` for this node, and start the grace
-        periods of users whose socket here closed while it was away (``RESYNC_NODE``)."""
+        periods of users whose socket here closed while it was away (``RESYNC_NODE``). A user
+        whose state Redis lost is put back with their ``chosen`` status (by ``(tenant, user)``),
+        else online."""
         unsaid = list(self._unsaid)
-        args = [part for socket in sockets for part in socket] + [part for pair in unsaid for part in pair]
+        held = [part for tenant_id, user_id, conn_id in sockets for part in (tenant_id, user_id, conn_id, chosen.get((tenant_id, user_id), "online"))]
+        args = held + [part for pair in unsaid for part in pair]
         await self._link.call("EVAL", RESYNC_NODE, 0, self._node_id, self._grace_ms, isoformat(utcnow()), len(sockets), *args)
         self._unsaid.difference_update(unsaid)
 

@@ -8,6 +8,7 @@ import re
 import signal
 
 from actors.runtime import bind_loop
+from actors.tenant_cluster import chosen_statuses
 from config import Settings
 from storage import open_storage
 from storage.errors import StorageError
@@ -106,13 +107,19 @@ class ChatServer:
         logger.info("chat server listening on %s:%s", self.settings.host, self.port)
 
     def _resync_presence(self) -> None:
-        """Redis answers (again): make it hold exactly the sockets this node holds."""
-        held = [(s.principal.tenant_id, s.principal.user_id, s.conn_id) for s in self.context.sockets]
+        """Redis answers (again): make it hold exactly the sockets this node holds, and the
+        statuses their users chose, in case it lost them. The sockets are listed again once the
+        statuses are read: one that closed meanwhile must not be put back."""
+
+        def held() -> list[tuple[str, str, str]]:
+            return [(s.principal.tenant_id, s.principal.user_id, s.conn_id) for s in self.context.sockets]
 
         async def resync() -> None:
             try:
-                await self.context.cluster.presence.resync_node(held)
-                logger.info("Redis holds this node's %d sockets", len(held))
+                chosen = await chosen_statuses(self.context.storage, held())
+                sockets = held()
+                await self.context.cluster.presence.resync_node(sockets, chosen)
+                logger.info("Redis holds this node's %d sockets", len(sockets))
             except Exception as error:
                 logger.warning("presence not resynced with Redis: %s", error)
 

@@ -312,7 +312,7 @@ class ChatSocket(Unbranded, tornado.websocket.WebSocketHandler):
         self.ctx.sockets.discard(self)
         tenant_id = self.principal.tenant_id
         for conversation_id in self.joined | self.typing_in:
-            self.ctx.directory.socket_closed(tenant_id, conversation_id, self, conversation_id in self.typing_in)
+            self.ctx.directory.socket_closed(tenant_id, conversation_id, self)
         self.joined.clear()
         self.typing_in.clear()
         self.ctx.directory.tell_tenant(tenant_id, TenantActor.disconnect, self)

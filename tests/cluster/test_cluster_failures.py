@@ -11,6 +11,7 @@ import time
 
 from tests.cluster.conftest import conversation_owned_by, wait_for_live_nodes
 from tests.cluster.test_cluster_delivery import joined
+from tests.cluster.test_cluster_liveness import presence_of
 from tests.support.client import unique
 from tests.support.metrics import scrape
 
@@ -73,6 +74,8 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
     carol = people(group[1], "carol")
     leaving = await carol.socket()
     await readers[0].next("presence_update", user_id=carol.user_id, status="online")
+    await writers[1].request("update_presence", "presence_update", status="away")
+    await readers[0].next("presence_update", user_id=bob.user_id, status="away")
     acknowledged = [await send_until_acknowledged(w, conversation_id, f"up-{i}") for i, w in enumerate(writers)]
 
     redis.stop()
@@ -102,10 +105,14 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
 
     assert sum(scrape(node)[("chat_gap_reads_total", ())] for node in group) > gap_reads, "what was missed was read"
     await readers[0].next("presence_update", user_id=carol.user_id, status="offline")  # her node told Redis when it was back
+    for node in group:
+        status, body = await people(node, "alice", alice.user_id).api.get(f"presence/?user_ids={bob.user_id}")
+        assert status == 200 and body["results"][0]["status"] == "away", "bob's node put his chosen status back"
     writers[1].close()
     readers[1].close()
     offline = await readers[0].next("presence_update", user_id=bob.user_id, status="offline")
     assert offline["user_id"] == bob.user_id, "Redis lost bob's sockets in the restart; his node told it again"
+    assert presence_of(readers[0], bob.user_id) == ["online", "away", "offline"], "nothing announced for bob by the restart"
 
 
 async def test_a_node_stopped_in_order_hands_over_at_once(start_cluster, people):

@@ -6,6 +6,9 @@ kept by the conversation's owner; a user's sockets and writes count on every nod
 
 from __future__ import annotations
 
+import pytest
+
+from tests.cluster.conftest import conversation_owned_by
 from tests.cluster.test_cluster_delivery import joined
 from tests.support.client import Socket
 
@@ -37,6 +40,34 @@ async def test_typing_shows_on_other_nodes_and_clears_on_stop_send_and_close(nod
     for sock in watchers:
         await sock.next("typing_indicator", user_id=bob.user_id, is_typing=False)
     assert not [e for e in typist.events if e.get("type") == "typing_indicator"], "the typist is not told about itself"
+
+
+def typing_of(sock, user_id: str) -> list[bool]:
+    return [e["is_typing"] for e in sock.events if e.get("type") == "typing_indicator" and e["user_id"] == user_id]
+
+
+@pytest.mark.parametrize("other", [1, 2, 0], ids=["on-another-node", "on-the-owner", "on-the-closing-node"])
+async def test_a_closed_socket_stops_the_typing_only_when_its_user_has_no_socket_joined_on_any_node(nodes, people, other):
+    """Node 2 owns the conversation; both typists close a socket on node 0. ``kept`` has another
+    socket joined on node ``other``, ``stopped`` only a socket connected there."""
+    carol = people(nodes[1], "carol")
+    kept, stopped = people(nodes[0], "kept"), people(nodes[0], "stopped")
+    conversation_id = await conversation_owned_by(nodes, 2, carol, [kept, stopped])
+    watcher = await joined(carol, conversation_id)
+    kept_typist, stopped_typist = await joined(kept, conversation_id), await joined(stopped, conversation_id)
+    kept_joined = await joined(people(nodes[other], "kept", kept.user_id), conversation_id)
+    await people(nodes[other], "stopped", stopped.user_id).socket()
+    for typist, user in ((kept_typist, kept), (stopped_typist, stopped)):
+        typist.send_type("start_typing", conversation_id=conversation_id)
+        await watcher.next("typing_indicator", user_id=user.user_id, is_typing=True)
+
+    await kept_typist.close_and_wait()
+    await stopped_typist.close_and_wait()
+    await watcher.next("typing_indicator", user_id=stopped.user_id, is_typing=False)
+    assert typing_of(watcher, kept.user_id) == [True], "the owner decides on the first close before the second"
+
+    await kept_joined.request("leave_conversation", "conversation_left", conversation_id=conversation_id)
+    await watcher.next("typing_indicator", user_id=kept.user_id, is_typing=False)
 
 
 async def test_presence_is_announced_once_whichever_nodes_hold_the_sockets(nodes, people):

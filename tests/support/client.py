@@ -153,6 +153,12 @@ class Socket:
         self.conn.close()
         self.closed = True
 
+    async def close_and_wait(self) -> None:
+        """Close, and wait for the server's answering close frame: the server handles the close in
+        the same step as it answers, so before anything the test sends after this returns."""
+        self.conn.close()
+        await self.wait_closed()
+
 
 class Api:
     """REST calls as one user; answers ``(status, json_body)`` and never raises on 4xx/5xx.
