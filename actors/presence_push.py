@@ -28,10 +28,11 @@ class PendingChanges:
     def __init__(self) -> None:
         self._by_user: dict[str, Change] = {}
 
-    def add(self, payload: dict, origin: Subscriber | None) -> None:
+    def add(self, payload: dict, origin: str | None) -> None:
+        """``origin``: the id of the socket that asked for the change, if any."""
         user_id = payload["user_id"]
         self._by_user.pop(user_id, None)  # in the order of their latest change
-        self._by_user[user_id] = Change(payload, origin.conn_id if origin is not None else None)
+        self._by_user[user_id] = Change(payload, origin)
 
     def __bool__(self) -> bool:
         return bool(self._by_user)

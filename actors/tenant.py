@@ -170,7 +170,7 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         payload = protocol.presence_object(user_id, **fields)
         if origin is not None:
             origin.send(protocol.event("presence_update", request_id, **payload))
-        self._unpushed.add(payload, origin)
+        self._unpushed.add(payload, origin.conn_id if origin is not None else None)
         if self._push_timer is None:
             self._flush_changes()
 

@@ -5,7 +5,8 @@ one asks Redis (``cluster.presence``), which sees every node's sockets: a user i
 any node holds a socket of theirs, the most sockets a user may open counts them all, and the
 script that makes a transition tells exactly one node to announce it. An announcement is saved
 for REST readers, pushed to this node's sockets and published on the tenant's channel, where
-the tenant's actor on every other node pushes it to its own sockets (``PresenceAnnouncer``).
+the tenant's actor on every other node pushes it to its own sockets (``PresenceAnnouncer``),
+in batches as on one process (``actors.presence_push``).
 Grace periods end in Redis too: a sweeper on each node announces the users it finds offline,
 also those whose last socket was on a node that died.
 
@@ -23,6 +24,7 @@ from actors import protocol
 from actors.answers import AnswersAfterIO
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
+from actors.presence_push import PendingChanges, push
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
@@ -108,6 +110,9 @@ class ClusterTenantActor(AnswersAfterIO, RetiresWhenIdle, LoopActor):
         self._announcer: PresenceAnnouncer = directory.presence_announcer
         self._connections: dict[str, dict[str, Subscriber]] = {}
         self._channel = tenant_channel(tenant_id)
+        self._unpushed = PendingChanges()
+        self._push_wide = True
+        self._push_timer = None
 
     def on_start(self) -> None:
         self._cluster.bus.subscribe(self._channel, self._heard)
@@ -115,6 +120,8 @@ class ClusterTenantActor(AnswersAfterIO, RetiresWhenIdle, LoopActor):
 
     def on_stop(self) -> None:
         self._cancel_idle()
+        if self._push_timer is not None:
+            self._push_timer.cancel()
         self._cluster.bus.unsubscribe(self._channel)
 
     # --- connections ---------------------------------------------------------------------
@@ -209,15 +216,26 @@ class ClusterTenantActor(AnswersAfterIO, RetiresWhenIdle, LoopActor):
             self.post(lambda: self.push(message["user"], message["presence"], message["wide"], message["skip"]))
 
     def push(self, user_id: str, payload: dict, wide: bool, skip_conn: str | None) -> None:
-        """Tell this node's sockets of the tenant; only the user's own learn where they are."""
-        own = protocol.event("presence_update", **payload)
-        others = protocol.event("presence_update", **{**payload, "current_conversation_id": None})
-        audience = self._connections if wide else {user_id: self._connections.get(user_id, {})}
-        for audience_user, conns in audience.items():
-            data = own if audience_user == user_id else others
-            for conn in conns.values():
-                if conn.conn_id != skip_conn:
-                    conn.send(data)
+        """Tell this node's sockets of the tenant, now or with the interval's batch (as
+        ``TenantActor`` does); only the user's own learn where they are. ``wide``: everyone, as
+        the announcing node counted the tenant's sockets; else only the user's own sockets."""
+        self._unpushed.add(payload, skip_conn)
+        self._push_wide = wide
+        if self._push_timer is None:
+            self._flush_pushes()
+
+    def _flush_pushes(self) -> None:
+        self._push_timer = None
+        if not self._unpushed:
+            return
+        changes = self._unpushed.take()
+        if self._push_wide:
+            push(changes, self._connections)
+        else:
+            for user_id, change in changes.items():
+                push({user_id: change}, {user_id: self._connections.get(user_id, {})})
+        if self._settings.presence_batch_secs:
+            self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_pushes)
 
     # --- lifetime --------------------------------------------------------------------------
 

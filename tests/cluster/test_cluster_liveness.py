@@ -6,6 +6,8 @@ kept by the conversation's owner; a user's sockets and writes count on every nod
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.cluster.conftest import conversation_owned_by
@@ -101,6 +103,25 @@ async def test_a_chosen_status_reaches_every_node_and_rest_reads_it_anywhere(nod
         status, body = await people(node, "alice", alice.user_id).api.get(f"presence/?user_ids={bob.user_id}")
         assert status == 200 and body["results"][0]["status"] == "away", node.port
     assert [e.get("request_id") for e in sock.events if e.get("type") == "presence_update" and e["status"] == "away"] == [answer["request_id"]]
+
+
+async def test_presence_heard_from_another_node_reaches_sockets_in_one_batch_per_interval(start_cluster, people):
+    """Users connecting at once on one node reach sockets on both nodes as one ``presence_batch``
+    per interval, as on one process (the interval is long so that the connects fall inside it
+    on a loaded machine)."""
+    _, group = start_cluster(2, {"PRESENCE_BATCH_SECS": "4"})
+    eve = people(group[1], "eve")
+    watcher = await eve.socket()
+    await watcher.next("presence_update", user_id=eve.user_id, status="online")  # a quiet tenant's first change: at once
+    alice, bob, carol = (people(group[0], name) for name in ("alice", "bob", "carol"))
+    first = await alice.socket()  # the first change on node 0: at once there, in eve's interval on node 1
+    await asyncio.gather(bob.socket(), carol.socket())
+
+    for sock, batched in ((watcher, (alice, bob, carol)), (first, (bob, carol))):
+        batch = await sock.next("presence_batch")
+        expected = {user.user_id: ("online", None) for user in batched}
+        assert {u["user_id"]: (u["status"], u["current_conversation_id"]) for u in batch["updates"]} == expected
+        assert not [e for e in sock.events if e.get("type") == "presence_update" and e["user_id"] in expected]
 
 
 async def connect_when_allowed(node, user) -> Socket:
