@@ -2,8 +2,7 @@
 
 pykka's registry lookups are linear scans under a lock, so we keep our own dicts.
 Everything here runs on the loop thread. A conversation actor is built from storage
-(concurrent requests for one key share the one load, and loads asked for together share their
-queries: ``actors.conversation_state``), retired by itself when idle,
+(concurrent requests for one key share the one load), retired by itself when idle,
 and rebuilt from storage after a failure with its live sockets handed over.
 
 With a cluster (``REDIS_URL``), a call that changes a conversation goes to the node that
@@ -20,7 +19,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pykka import ActorDeadError
 
 from actors.conversation import ConversationActor
-from actors.conversation_state import StateLoader
+from actors.conversation_state import load_state
 from actors.errors import NotFound, StorageUnavailable
 from actors.forwarding import FORWARDED, ask_live, forward, serve_forwarded, tell_live
 from actors.runtime import loop
@@ -45,7 +44,6 @@ class Directory:
         self._settings = settings
         self._conversations: dict[tuple[str, str], Any] = {}
         self._loading: dict[tuple[str, str], asyncio.Future] = {}
-        self._states = StateLoader(storage)
         self._tenants: dict[str, Any] = {}
         self.cluster = cluster
         if cluster is not None:
@@ -69,7 +67,7 @@ class Directory:
             loading = loop().create_future()
             self._loading[key] = loading
             try:
-                state = await self._states.load(tenant_id, conversation_id)
+                state = await load_state(self._storage, tenant_id, conversation_id)
             except StorageError as error:
                 logger.warning("cannot load conversation %s: %s", conversation_id, error)
                 loading.set_exception(StorageUnavailable())

@@ -86,9 +86,9 @@ class FollowsOtherNodes:
         """This node now owns the conversation: what it cached while others wrote may be old."""
 
         async def reload():
-            members = await self._storage.participants.roles_of(self.tenant_id, [self.conversation_id])
+            members = await self._storage.participants.roles(self.tenant_id, self.conversation_id)
             conversation = await self._storage.conversations.get(self.tenant_id, self.conversation_id)
-            return members[self.conversation_id], conversation
+            return members, conversation
 
         def reloaded(result, error) -> None:
             if error is None and result[1] is not None:

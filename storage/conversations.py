@@ -91,9 +91,6 @@ class ConversationRepository(Repository):
     async def get(self, tenant_id: str, conversation_id: str) -> dict | None:
         return await self.collection.find_one(self.scoped(tenant_id, _id=conversation_id))
 
-    async def of_ids(self, tenant_id: str, ids: list[str]) -> dict[str, dict]:
-        return {doc["_id"]: doc for doc in await self._find(self.scoped(tenant_id, _id={"$in": ids}))}
-
     async def list_by_ids(self, tenant_id: str, ids: list[str], *, limit: int, skip: int = 0) -> list[dict]:
         """Most recently active first."""
         return await self._find(

@@ -76,19 +76,14 @@ class ParticipantRepository(Repository):
             skip=skip,
         )
 
-    async def roles_of(self, tenant_id: str, conversation_ids: list[str]) -> dict[str, dict[str, str]]:
-        """Each conversation's members (user id -> role, in the order they joined), from one query."""
+    async def roles(self, tenant_id: str, conversation_id: str) -> dict[str, str]:
+        """User id -> role, in the order they joined: what a conversation actor is built from."""
         if self._index is not None:
-            return {conversation_id: self._index.roles(tenant_id, conversation_id) for conversation_id in conversation_ids}
+            return self._index.roles(tenant_id, conversation_id)
         cursor = self.collection.find(
-            self.scoped(tenant_id, conversation_id={"$in": conversation_ids}),
-            {"conversation_id": 1, "user_id": 1, "role": 1, "joined_at": 1},
-        )
-        docs = sorted(await cursor.to_list(None), key=lambda doc: (doc["joined_at"], doc["_id"]))
-        found: dict[str, dict[str, str]] = {conversation_id: {} for conversation_id in conversation_ids}
-        for doc in docs:
-            found[doc["conversation_id"]][doc["user_id"]] = doc["role"]
-        return found
+            self.scoped(tenant_id, conversation_id=conversation_id), {"user_id": 1, "role": 1}
+        ).sort([("joined_at", 1), ("_id", 1)])
+        return {doc["user_id"]: doc["role"] for doc in await cursor.to_list(None)}
 
     async def conversation_ids_for(self, tenant_id: str, user_id: str) -> list[str]:
         docs = await self._find(self.scoped(tenant_id, user_id=user_id))

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from actors.conversation import ConversationActor
-from actors.conversation_state import load_states
+from actors.conversation_state import load_state
 from actors.errors import NotFound
 from actors.principal import Principal
 from config import Settings
@@ -68,7 +68,7 @@ async def start_conversation(settings: Settings = SETTINGS):
     roles = {"alice": "owner", "bob": "member", "carol": "member"}
     await storage.participants.add_new_conversation(TENANT, conversation["_id"], roles)
     directory = StubDirectory()
-    state = (await load_states(storage, TENANT, [conversation["_id"]]))[conversation["_id"]]
+    state = await load_state(storage, TENANT, conversation["_id"])
     return ConversationActor.start(directory, storage, settings, state).proxy(), storage, directory
 
 
