@@ -11,7 +11,6 @@ import time
 
 from tests.cluster.conftest import conversation_owned_by, wait_for_live_nodes
 from tests.cluster.test_cluster_delivery import joined
-from tests.cluster.test_cluster_liveness import presence_of
 from tests.support.client import unique
 from tests.support.metrics import scrape
 
@@ -46,7 +45,7 @@ async def test_a_killed_node_hands_its_conversations_over_within_ten_seconds(sta
     writer = await alice.socket()
     carol = people(group[1], "carol")
     await carol.socket()
-    await writer.next("presence_update", user_id=carol.user_id, status="online")
+    await writer.next_presence(carol.user_id, status="online")
     acknowledged = [await send_until_acknowledged(writer, conversation_id, f"before-{n}") for n in range(5)]
     assert (await on_victim.next("new_message", seq=5))["seq"] == 5
 
@@ -62,7 +61,7 @@ async def test_a_killed_node_hands_its_conversations_over_within_ten_seconds(sta
     assert await messages_until(reader, 9) == sent
     resumed = await joined(people(group[0], "bob", bob.user_id), conversation_id, since_seq=5)
     assert await messages_until(resumed, 9) == sent[5:], "a client of the dead node resumes on another"
-    await writer.next("presence_update", user_id=carol.user_id, status="offline")  # her only socket died with its node
+    await writer.next_presence(carol.user_id, status="offline")  # her only socket died with its node
 
 
 async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhile(start_cluster, people):
@@ -73,9 +72,9 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
     writers = [await people(group[0], "alice", alice.user_id).socket(), await people(group[1], "bob", bob.user_id).socket()]
     carol = people(group[1], "carol")
     leaving = await carol.socket()
-    await readers[0].next("presence_update", user_id=carol.user_id, status="online")
+    await readers[0].next_presence(carol.user_id, status="online")
     await writers[1].request("update_presence", "presence_update", status="away")
-    await readers[0].next("presence_update", user_id=bob.user_id, status="away")
+    await readers[0].next_presence(bob.user_id, status="away")
     acknowledged = [await send_until_acknowledged(w, conversation_id, f"up-{i}") for i, w in enumerate(writers)]
 
     redis.stop()
@@ -104,15 +103,15 @@ async def test_a_redis_restart_loses_nothing_and_each_node_goes_on_alone_meanwhi
         assert seqs == sorted(set(seqs)), "in order, nothing twice"
 
     assert sum(scrape(node)[("chat_gap_reads_total", ())] for node in group) > gap_reads, "what was missed was read"
-    await readers[0].next("presence_update", user_id=carol.user_id, status="offline")  # her node told Redis when it was back
+    await readers[0].next_presence(carol.user_id, status="offline")  # her node told Redis when it was back
     for node in group:
         status, body = await people(node, "alice", alice.user_id).api.get(f"presence/?user_ids={bob.user_id}")
         assert status == 200 and body["results"][0]["status"] == "away", "bob's node put his chosen status back"
     writers[1].close()
     readers[1].close()
-    offline = await readers[0].next("presence_update", user_id=bob.user_id, status="offline")
+    offline = await readers[0].next_presence(bob.user_id, status="offline")
     assert offline["user_id"] == bob.user_id, "Redis lost bob's sockets in the restart; his node told it again"
-    assert presence_of(readers[0], bob.user_id) == ["online", "away", "offline"], "nothing announced for bob by the restart"
+    assert readers[0].presence_of(bob.user_id) == ["online", "away", "offline"], "nothing announced for bob by the restart"
 
 
 async def test_a_node_stopped_in_order_hands_over_at_once(start_cluster, people):

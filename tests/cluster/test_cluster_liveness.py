@@ -15,10 +15,6 @@ from tests.cluster.test_cluster_delivery import joined
 from tests.support.client import Socket
 
 
-def presence_of(sock, user_id: str) -> list[str]:
-    return [e["status"] for e in sock.events if e.get("type") == "presence_update" and e["user_id"] == user_id]
-
-
 async def test_typing_shows_on_other_nodes_and_clears_on_stop_send_and_close(nodes, people):
     alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
     conversation_id = await alice.create_conversation(others=[bob])
@@ -76,19 +72,19 @@ async def test_presence_is_announced_once_whichever_nodes_hold_the_sockets(nodes
     alice, bob = people(nodes[0], "alice"), people(nodes[1], "bob")
     watcher = await alice.socket()
     first = await bob.socket()
-    await watcher.next("presence_update", user_id=bob.user_id, status="online")
+    await watcher.next_presence(bob.user_id, status="online")
     second = await people(nodes[2], "bob", bob.user_id).socket()
     first.close()
     third = await people(nodes[0], "bob", bob.user_id).socket()
     second.close()
     third.close()
-    offline = await watcher.next("presence_update", user_id=bob.user_id, status="offline")
+    offline = await watcher.next_presence(bob.user_id, status="offline")
     assert offline["last_seen"]
     carol = people(nodes[2], "carol")
     await carol.socket()
-    await watcher.next("presence_update", user_id=carol.user_id, status="online")
+    await watcher.next_presence(carol.user_id, status="online")
     await watcher.quiet(1.0)
-    assert presence_of(watcher, bob.user_id) == ["online", "offline"], "no flap between nodes, offline once"
+    assert watcher.presence_of(bob.user_id) == ["online", "offline"], "no flap between nodes, offline once"
 
 
 async def test_a_chosen_status_reaches_every_node_and_rest_reads_it_anywhere(nodes, people):
@@ -98,7 +94,7 @@ async def test_a_chosen_status_reaches_every_node_and_rest_reads_it_anywhere(nod
     answer = await sock.request("update_presence", "presence_update", status="away")
     assert answer["status"] == "away"
     for watcher in watchers:
-        await watcher.next("presence_update", user_id=bob.user_id, status="away")
+        await watcher.next_presence(bob.user_id, status="away")
     for node in nodes:
         status, body = await people(node, "alice", alice.user_id).api.get(f"presence/?user_ids={bob.user_id}")
         assert status == 200 and body["results"][0]["status"] == "away", node.port

@@ -41,6 +41,7 @@ class Socket:
         self.events: list[dict] = []
         self._taken: set[int] = set()
         self._floor = 0  # every event below this index is taken
+        self._presence_taken: set[tuple[int, str]] = set()  # (event index, user_id) seen by next_presence
         self._reader = asyncio.Lock()
         self.closed = False
 
@@ -91,6 +92,37 @@ class Socket:
             if remaining <= 0 or self.closed:
                 why = f"the socket closed ({self.conn.close_code} {self.conn.close_reason})" if self.closed else f"{timeout}s passed"
                 raise AssertionError(f"no {kind} {match}: {why}; saw {[e.get('type') for e in self.events]}")
+            await self._read_some(remaining)
+
+    def presence_updates(self) -> list[tuple[int, dict]]:
+        """Every presence change received, in order, as (event index, presence object): the
+        server sends a lone change as ``presence_update`` and several in one interval as one
+        ``presence_batch``, whichever the timing makes them."""
+        found = []
+        for index, event in enumerate(self.events):
+            if event.get("type") == "presence_update":
+                found.append((index, event))
+            elif event.get("type") == "presence_batch":
+                found.extend((index, update) for update in event["updates"])
+        return found
+
+    def presence_of(self, user_id: str) -> list[str]:
+        """The statuses received for ``user_id`` so far, in order."""
+        return [update["status"] for _, update in self.presence_updates() if update["user_id"] == user_id]
+
+    async def next_presence(self, user_id: str, *, timeout: float = DEFAULT_WAIT_SECS, **match: Any) -> dict:
+        """The oldest presence change of ``user_id`` not yet taken here with matching fields, alone
+        or in a batch."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for index, update in self.presence_updates():
+                key = (index, user_id)
+                if update["user_id"] == user_id and key not in self._presence_taken and all(update.get(k) == v for k, v in match.items()):
+                    self._presence_taken.add(key)
+                    return update
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0 or self.closed:
+                raise AssertionError(f"no presence of {user_id} {match}; saw {[(u['user_id'], u['status']) for _, u in self.presence_updates()]}")
             await self._read_some(remaining)
 
     async def _read_some(self, timeout: float) -> None:
