@@ -61,6 +61,16 @@ def push(changes: dict[str, Change], audience: Mapping[str, Mapping[str, Subscri
                 conn.send(data)
 
 
+def push_changes(changes: dict[str, Change], connections: Mapping[str, Mapping[str, Subscriber]], wide: bool) -> None:
+    """``push`` to every socket of the tenant when ``wide``; else each changed user's own sockets
+    only (a tenant past ``PRESENCE_FANOUT_MAX_SOCKETS`` reads others' presence over REST)."""
+    if wide:
+        push(changes, connections)
+        return
+    for user_id, change in changes.items():
+        push({user_id: change}, {user_id: connections.get(user_id, {})})
+
+
 def _frame(updates: list[dict]) -> bytes:
     if len(updates) == 1:
         return protocol.event("presence_update", **updates[0])

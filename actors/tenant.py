@@ -23,7 +23,7 @@ from typing import Any
 from actors import protocol
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
-from actors.presence_push import PendingChanges, push
+from actors.presence_push import PendingChanges, push_changes
 from actors.presence_saves import PresenceSaves
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture, weakly
@@ -182,12 +182,8 @@ class TenantActor(RetiresWhenIdle, LoopActor):
         if not self._unpushed:
             self._maybe_idle()
             return
-        changes = self._unpushed.take()
-        if self._socket_count > self._settings.presence_fanout_max_sockets:
-            for user_id, change in changes.items():
-                push({user_id: change}, {user_id: self._connections.get(user_id, {})})
-        else:
-            push(changes, self._connections)
+        wide = self._socket_count <= self._settings.presence_fanout_max_sockets
+        push_changes(self._unpushed.take(), self._connections, wide)
         if self._settings.presence_batch_secs:
             self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_changes)
 

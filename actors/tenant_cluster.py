@@ -24,7 +24,7 @@ from actors import protocol
 from actors.answers import AnswersAfterIO
 from actors.errors import TooManyConnections
 from actors.idle import RetiresWhenIdle
-from actors.presence_push import PendingChanges, push
+from actors.presence_push import PendingChanges, push_changes
 from actors.principal import Principal
 from actors.runtime import LoopActor, LoopFuture
 from actors.subscriber import Subscriber
@@ -228,12 +228,7 @@ class ClusterTenantActor(AnswersAfterIO, RetiresWhenIdle, LoopActor):
         self._push_timer = None
         if not self._unpushed:
             return
-        changes = self._unpushed.take()
-        if self._push_wide:
-            push(changes, self._connections)
-        else:
-            for user_id, change in changes.items():
-                push({user_id: change}, {user_id: self._connections.get(user_id, {})})
+        push_changes(self._unpushed.take(), self._connections, self._push_wide)
         if self._settings.presence_batch_secs:
             self._push_timer = self.call_later(self._settings.presence_batch_secs, self._flush_pushes)
 
